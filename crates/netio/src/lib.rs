@@ -1,1 +1,60 @@
-//! placeholder
+//! Switchyard's socket layer — the only crate allowed `unsafe`.
+//!
+//! Everything above this crate is sans-IO: protocol cores take bytes and time and return
+//! what to send. This crate owns the other half: opening sockets the way a relay needs them
+//! (`SO_REUSEPORT` per worker, buffer sizes, IPv6-only sockets), moving datagrams in batches
+//! (`recvmmsg`/`sendmmsg`) through buffers allocated once, and turning TCP/TLS byte streams
+//! into frames. Each `unsafe` block carries a `SAFETY:` comment.
+
+pub mod ifaddrs;
+pub mod stream;
+pub mod tls;
+pub mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub use ifaddrs::local_addresses;
+pub use stream::{Framed, Mode, ReadStatus, StreamConn};
+pub use udp::{BATCH, RecvBatch, RecvMeta, SendBatch, SendReport, UdpOptions, bind_udp};
+
+/// Opens a non-blocking TCP listener on `addr`, with `SO_REUSEPORT` when several workers
+/// accept on the same port.
+pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Raises the open-file limit to the hard limit: a relay holds one socket per allocation.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Kernel clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc/PID/stat` CPU times.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 { v as u64 } else { 100 }
+}

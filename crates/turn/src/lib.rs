@@ -1,1 +1,82 @@
-//! placeholder
+//! Sans-IO TURN/STUN server core (RFC 8656, RFC 5766, RFC 6156, RFC 8489/5389).
+//!
+//! # Driving contract
+//!
+//! The core owns no socket and reads no clock. The IO layer feeds it and carries out what it
+//! decides:
+//!
+//! - `handle_client(now, from, bytes, reply, relays)` for every datagram (or complete
+//!   TCP/TLS frame, cut with `switchyard_stun::frame`) from a client. The answer is a
+//!   [`ClientOutcome`]: a STUN reply written into `reply`, a payload to send from a relay
+//!   socket to a peer, or a drop with a reason.
+//! - `handle_peer(now, relay, peer, buf, payload)` for every datagram a relay socket
+//!   receives. The core frames it as ChannelData or a Data indication *in place* (the IO
+//!   layer leaves [`PEER_HEADROOM`] bytes before and [`PEER_TAILROOM`] after the payload) and
+//!   returns which client to send it to.
+//! - `poll_timeout()` says when `handle_timeout(now, relays)` must run next (allocation,
+//!   permission, channel and reservation expiry).
+//! - `poll_event()` yields allocation lifecycle, denial and auth-failure events for logs and
+//!   metrics (never one per packet); `stats()` exposes plain counters.
+//! - Relay sockets are opened and closed through the [`RelaySockets`] trait the IO layer
+//!   implements: the core picks the address (port pool, EVEN-PORT pairs, reservations).
+//!
+//! The hot path — ChannelData and Send indications from clients, datagrams from peers —
+//! allocates nothing, hashes no string, takes no lock and logs nothing.
+//!
+//! # Deviations from and additions to the session-1 contract
+//!
+//! - Additions: [`Server::handle_client_closed`] (a TCP/TLS connection closed: its
+//!   allocation is freed, [`FreeReason::ConnectionClosed`]), [`Server::reservation_count`],
+//!   [`Server::channel_for`], [`Server::EVENT_CAPACITY`], [`Server::with_seed`]
+//!   (deterministic port choice, tokens and transaction ids for tests and fuzzing;
+//!   [`Server::new`] seeds from the OS), [`ServerConfig::new`] (coturn defaults),
+//!   [`PeerPolicy::check_socket`] / [`PeerPolicy::set_relay_ports`] (own addresses are
+//!   denied except on relay ports, so relay-to-relay pairs between two clients of this
+//!   server keep working; [`Server::new`] uses the worker's `port_range` unless the IO
+//!   layer set the full range), [`User::parse`], the [`auth`] and [`nonce`] helpers,
+//!   [`Event::AllocationRefused`], [`RefuseReason`], [`FreeReason`], [`Stats`] fields,
+//!   [`DenyClass::MappedOnIpv6Relay`], [`Transport::is_stream`].
+//! - The stun codec's typed getters return `Result<Option<T>, AttrError>`; a malformed
+//!   attribute the server needs is answered with 400.
+//! - A v4-mapped XOR-PEER-ADDRESS on an IPv6 allocation is 443 (its real family is IPv4),
+//!   so an IPv6 relay socket never sends to a v4-mapped destination.
+//! - An invalid NONCE (not ours, other client address) is 438 like a stale one: libwebrtc
+//!   retries only after 438.
+//! - `stun-only` drops TURN requests and `no-stun` drops Binding requests, without reply.
+//! - `allowed-peer-ip` does not open loopback (coturn does the same: only
+//!   `allow-loopback-peers` does), and an all-zero bound in an *allowed* range is literal
+//!   (coturn would read it as unbounded). See [`policy`].
+//! - Permission cap: [`allocation::MAX_PERMISSIONS`] distinct peer IPs and
+//!   [`allocation::MAX_CHANNELS`] channels per allocation; beyond them → 508.
+//! - ChannelBind refreshes the peer's permission to the channel's lifetime (coturn logs
+//!   "peer lifetime updated: 600"), not just 300 s, so clients that only refresh channels
+//!   keep working as they do with coturn. ChannelData still needs that permission.
+//! - Like coturn, the REST expiry is checked when a request is first authenticated; later
+//!   requests on an allocation are verified against the key cached in it, so an allocation
+//!   can be refreshed past the credential's expiry (eturnal `strict_expiry: false`).
+//! - ADDITIONAL-ADDRESS-FAMILY (dual allocation, RFC 8656 §7.2) is not implemented: the
+//!   IPv4 allocation is made and the response carries ADDRESS-ERROR-CODE 440 for IPv6, which
+//!   is what the RFC prescribes for a server that cannot allocate the second family.
+//! - Not done yet (later issues): TCP allocations (RFC 6062 → 442 today), mobility
+//!   (RFC 8016), 300 ALTERNATE-SERVER, per-allocation bandwidth limits, the 401 rate limit.
+//!   Hooks: `Server::handle_request` dispatches by method; Connect/ConnectionBind fall into
+//!   its 400 arm.
+//! - Data indications carry no FINGERPRINT even with `fingerprint` set (the in-place framing
+//!   has [`PEER_TAILROOM`] = 4 bytes after the payload, enough for padding only).
+
+#![forbid(unsafe_code)]
+
+pub mod allocation;
+pub mod auth;
+mod config;
+pub mod nonce;
+pub mod policy;
+pub mod ports;
+mod server;
+mod types;
+
+pub use auth::{Auth, AuthFailure, User, UserParseError};
+pub use config::{ClockAnchor, ExternalIp, Quotas, ServerConfig};
+pub use policy::{DenyClass, PeerPolicy, PolicyConfig};
+pub use server::Server;
+pub use types::*;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: coturn and `switchyard turn` with equivalent configs on loopback,
+# driven by the same `switchyard loadgen turn` in the same run. Prints a table of ratios
+# (switchyard / coturn). Lower is better for CPU and RSS, higher for rates.
+#
+#   bash benches/vs-coturn.sh            # full run (~5 min)
+#   QUICK=1 bash benches/vs-coturn.sh    # CI's short form (~1 min)
+#
+# Loopback only: servers listen on 127.0.0.1 and relay to a sink the load generator owns.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then DUR=${DUR:-1.5}; IDLE_N=${IDLE_N:-500}; else DUR=${DUR:-5}; IDLE_N=${IDLE_N:-5000}; fi
+SECRET=benchsecret
+PROFILE=${PROFILE:-release}
+
+if ! command -v turnserver >/dev/null; then
+  echo "installing coturn (Debian package) for the comparison..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null
+fi
+cargo build --profile "$PROFILE" -p switchyard -q
+BIN=target/$PROFILE/switchyard
+[ -x "$BIN" ] || BIN=target/release/switchyard
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# Flags both servers understand (coturn's own syntax).
+common=(-n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --use-auth-secret
+        --static-auth-secret=$SECRET --realm=bench.example.org --allow-loopback-peers
+        --allowed-peer-ip=127.0.0.1 --no-tls --no-dtls --no-cli --stale-nonce=600
+        --total-quota=0 --user-quota=0)
+
+start_server() { # name port minport maxport -> sets SERVER_PID
+  local name=$1 port=$2 lo=$3 hi=$4
+  local args=("${common[@]}" --listening-port="$port" --min-port="$lo" --max-port="$hi"
+              --pidfile="$WORK/$name.pid")
+  if [ "$name" = coturn ]; then
+    turnserver "${args[@]}" --log-file="$WORK/coturn.log" --simple-log --no-stdout-log \
+      >/dev/null 2>&1 &
+  else
+    "$BIN" turn "${args[@]}" --log-file="$WORK/switchyard.log" >/dev/null 2>&1 &
+  fi
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for _ in $(seq 100); do
+    if "$BIN" loadgen turn --mode alloc-rate --server 127.0.0.1:"$port" --secret $SECRET \
+         -n 1 --duration 0.2 --quiet >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "$name did not come up" >&2; cat "$WORK/$name.log" >&2 || true; exit 1
+}
+
+lg() { # port args... -> prints the kv line
+  local port=$1; shift
+  "$BIN" loadgen turn --server 127.0.0.1:"$port" --secret $SECRET --quiet --kv "$@" \
+    | grep '^kv ' | tail -1
+}
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+declare -A R
+run_suite() { # name port
+  local name=$1 port=$2 line
+  for size in 200 1200; do
+    for n in 1 64; do
+      line=$(lg "$port" --server-pid "$SERVER_PID" -n $n --size $size --rate 0 --duration "$DUR")
+      R[$name,full,$size,$n]=$(kv cpu_us_per_pkt "$line")
+      line=$(lg "$port" --server-pid "$SERVER_PID" -n $n --size $size --rate 20000 --duration "$DUR")
+      R[$name,steady,$size,$n]=$(kv cpu_us_per_pkt "$line")
+      R[$name,steadyp99,$size,$n]=$(kv p99_us "$line")
+    done
+  done
+  # Max relayed pps at < 0.1 % loss: raise the offered rate until loss appears.
+  local best=0 rate
+  for rate in 20000 40000 80000 120000 160000 240000 320000; do
+    line=$(lg "$port" --server-pid "$SERVER_PID" -n 64 --size 200 --rate $rate --senders 2 --duration "$DUR")
+    local loss; loss=$(kv loss_pct "$line")
+    if awk "BEGIN{exit !($loss < 0.1)}"; then best=$(kv pps "$line"); else break; fi
+  done
+  R[$name,maxpps]=$best
+  line=$(lg "$port" --server-pid "$SERVER_PID" --mode alloc-rate -n 8 --duration "$DUR")
+  R[$name,allocs]=$(kv per_sec "$line")
+  line=$(lg "$port" --server-pid "$SERVER_PID" --mode idle -n "$IDLE_N")
+  R[$name,rss]=$(kv bytes_per_alloc "$line")
+  line=$(lg "$port" --server-pid "$SERVER_PID" --mode flood -n 64 --size 200 --rate 20000 --duration "$DUR")
+  R[$name,floodloss]=$(kv loss_pct "$line")
+  R[$name,floodratio]=$(kv flood_ratio "$line")
+}
+
+start_server coturn 23478 50000 54999
+run_suite coturn 23478
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+start_server switchyard 23479 55000 59999
+run_suite switchyard 23479
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a/b }'; }
+printf '\n%-46s %12s %12s %8s\n' "metric" "coturn" "switchyard" "ratio"
+row() { printf '%-46s %12s %12s %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"; }
+for size in 200 1200; do for n in 1 64; do
+  row "CPU µs/relayed pkt, full speed, ${size} B, ${n} alloc" "${R[coturn,full,$size,$n]}" "${R[switchyard,full,$size,$n]}"
+  row "CPU µs/relayed pkt, 20k pps, ${size} B, ${n} alloc" "${R[coturn,steady,$size,$n]}" "${R[switchyard,steady,$size,$n]}"
+done; done
+row "p99 one-way latency µs, 20k pps, 200 B, 64 alloc" "${R[coturn,steadyp99,200,64]}" "${R[switchyard,steadyp99,200,64]}"
+row "max relayed pps at < 0.1 % loss" "${R[coturn,maxpps]}" "${R[switchyard,maxpps]}"
+row "authenticated allocations / s" "${R[coturn,allocs]}" "${R[switchyard,allocs]}"
+row "RSS bytes per idle allocation" "${R[coturn,rss]}" "${R[switchyard,rss]}"
+row "loss % under unauthenticated flood" "${R[coturn,floodloss]}" "${R[switchyard,floodloss]}"
+row "max reply/request size (amplification)" "${R[coturn,floodratio]}" "${R[switchyard,floodratio]}"

@@ -1,0 +1,430 @@
+//! UDP sockets and batched datagram syscalls.
+//!
+//! A relay spends most of its CPU in the kernel's UDP path, so the number of syscalls per
+//! packet is the figure that matters. `recvmmsg` drains up to [`BATCH`] datagrams per call
+//! and `sendmmsg` flushes everything queued for one socket in one call. Buffers are owned by
+//! the caller and allocated once per worker; nothing here allocates per packet.
+
+use std::io;
+use std::mem::{self, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Datagrams per `recvmmsg`/`sendmmsg` call. quinn-udp and Firezone settle on 32 as well.
+pub const BATCH: usize = 32;
+
+/// Options applied to every UDP socket the relay opens.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpOptions {
+    /// `SO_REUSEPORT`, so each worker owns a listening socket on the same port and the
+    /// kernel hashes a client's 5-tuple to the same worker every time.
+    pub reuse_port: bool,
+    /// `SO_RCVBUF` / `SO_SNDBUF` in bytes; 0 keeps the kernel default.
+    pub buffer_size: usize,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        Self {
+            reuse_port: false,
+            buffer_size: 0,
+        }
+    }
+}
+
+/// Opens a non-blocking UDP socket bound to `addr`.
+pub fn bind_udp(addr: SocketAddr, opts: UdpOptions) -> io::Result<std::net::UdpSocket> {
+    let domain = Domain::for_address(addr);
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // An IPv6 socket must never reach IPv4 peers through v4-mapped addresses: the peer
+        // policy judges families separately (RFC 6156 §5.1) and so must the socket.
+        socket.set_only_v6(true)?;
+    }
+    if opts.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if opts.buffer_size > 0 {
+        // Best effort: the kernel caps at net.core.{r,w}mem_max without CAP_NET_ADMIN.
+        let _ = socket.set_recv_buffer_size(opts.buffer_size);
+        let _ = socket.set_send_buffer_size(opts.buffer_size);
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// One received datagram's metadata; the bytes are in the batch's buffer of the same index.
+#[derive(Clone, Copy, Debug)]
+pub struct RecvMeta {
+    /// Who sent it.
+    pub source: SocketAddr,
+    /// Payload length, starting at the batch's `offset`.
+    pub len: usize,
+    /// The datagram did not fit the buffer and was cut (`MSG_TRUNC`).
+    pub truncated: bool,
+}
+
+/// Fixed receive buffers for one socket kind. Each slot has `offset` bytes of headroom in
+/// front of the payload so a relay can frame a peer's datagram in place (ChannelData header
+/// or Data indication) without copying it.
+pub struct RecvBatch {
+    slots: Vec<Box<[u8]>>,
+    metas: [RecvMeta; BATCH],
+    offset: usize,
+    capacity: usize,
+}
+
+impl RecvBatch {
+    /// `capacity` bytes of payload per slot, after `offset` bytes of headroom; `tail` more bytes
+    /// behind the payload stay free for padding.
+    pub fn new(offset: usize, capacity: usize, tail: usize) -> Self {
+        let slots = (0..BATCH)
+            .map(|_| vec![0u8; offset + capacity + tail].into_boxed_slice())
+            .collect();
+        let empty = RecvMeta {
+            source: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            len: 0,
+            truncated: false,
+        };
+        Self {
+            slots,
+            metas: [empty; BATCH],
+            offset,
+            capacity,
+        }
+    }
+
+    /// Headroom in front of each payload.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Metadata of datagram `i` of the last receive.
+    pub fn meta(&self, i: usize) -> RecvMeta {
+        self.metas[i]
+    }
+
+    /// The whole slot `i` (headroom, payload, tail), for in-place framing.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.slots[i]
+    }
+
+    /// Every slot mutably plus the metadata of the last receive, borrowed apart so a caller
+    /// can frame one slot in place while queueing earlier ones for sending.
+    pub fn split_mut(&mut self) -> (std::slice::IterMut<'_, Box<[u8]>>, &[RecvMeta; BATCH]) {
+        (self.slots.iter_mut(), &self.metas)
+    }
+
+    /// The payload of datagram `i` of the last receive.
+    pub fn payload(&self, i: usize) -> &[u8] {
+        let m = &self.metas[i];
+        &self.slots[i][self.offset..self.offset + m.len]
+    }
+
+    /// Receives up to [`BATCH`] datagrams with one `recvmmsg`. Returns 0 on `WouldBlock`.
+    pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        recv_mmsg(socket.as_raw_fd(), self)
+    }
+}
+
+/// A queue of datagrams for one socket, flushed with `sendmmsg`. The payloads are borrowed
+/// from the caller's receive or reply buffers, so queueing copies nothing.
+pub struct SendBatch<'a> {
+    items: [(SocketAddr, &'a [u8]); BATCH],
+    len: usize,
+}
+
+impl<'a> Default for SendBatch<'a> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> SendBatch<'a> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self {
+            items: [(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), &[][..]); BATCH],
+            len: 0,
+        }
+    }
+
+    /// Queues a datagram; returns false when the batch is full (flush first).
+    pub fn push(&mut self, dest: SocketAddr, payload: &'a [u8]) -> bool {
+        if self.len == BATCH {
+            return false;
+        }
+        self.items[self.len] = (dest, payload);
+        self.len += 1;
+        true
+    }
+
+    /// Number of queued datagrams.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sends everything queued with as few `sendmmsg` calls as the kernel allows and empties
+    /// the queue. Datagrams the kernel refuses (full buffer, unreachable) are dropped, as a
+    /// router would; the count of dropped ones and the first error are returned.
+    pub fn flush(&mut self, socket: &impl AsRawFd) -> SendReport {
+        let report = send_mmsg(socket.as_raw_fd(), &self.items[..self.len]);
+        self.len = 0;
+        report
+    }
+}
+
+/// What a flush did.
+#[derive(Debug, Default)]
+pub struct SendReport {
+    /// Datagrams handed to the kernel.
+    pub sent: usize,
+    /// Datagrams dropped because of an error.
+    pub dropped: usize,
+    /// The first error seen, if any.
+    pub error: Option<io::Error>,
+}
+
+/// Sends one datagram; errors other than would-block are returned, would-block drops it.
+pub fn send_to(socket: &std::net::UdpSocket, dest: SocketAddr, payload: &[u8]) -> io::Result<()> {
+    match socket.send_to(payload, dest) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn recv_mmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { mem::zeroed() };
+    let mut iovs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    let offset = batch.offset;
+    let cap = batch.capacity;
+    for i in 0..BATCH {
+        let slot = &mut batch.slots[i][offset..offset + cap];
+        iovs[i].write(libc::iovec {
+            iov_base: slot.as_mut_ptr().cast(),
+            iov_len: slot.len(),
+        });
+        hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+        hdrs[i].msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdrs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at a live iovec and sockaddr_storage of this frame, each
+    // iovec at a distinct, exclusively borrowed slot of at least `iov_len` bytes.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            BATCH as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.kind() {
+            io::ErrorKind::WouldBlock => Ok(0),
+            _ => Err(err),
+        };
+    }
+    let n = n as usize;
+    for i in 0..n {
+        let len = hdrs[i].msg_len as usize;
+        let source = sockaddr_to_std(&addrs[i])
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        batch.metas[i] = RecvMeta {
+            source,
+            len: len.min(cap),
+            truncated: hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        };
+    }
+    Ok(n)
+}
+
+fn send_mmsg(fd: RawFd, items: &[(SocketAddr, &[u8])]) -> SendReport {
+    let mut report = SendReport::default();
+    let mut done = 0;
+    while done < items.len() {
+        let chunk = &items[done..];
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { mem::zeroed() };
+        let mut iovs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+        for (i, (dest, payload)) in chunk.iter().enumerate() {
+            let len = std_to_sockaddr(*dest, &mut addrs[i]);
+            iovs[i].write(libc::iovec {
+                iov_base: payload.as_ptr() as *mut libc::c_void,
+                iov_len: payload.len(),
+            });
+            hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            hdrs[i].msg_hdr.msg_namelen = len;
+            hdrs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the headers point at sockaddrs and iovecs on this frame; the iovecs point at
+        // payload slices borrowed for the duration of the call; the kernel only reads them.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                chunk.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            // The first datagram failed: drop it and go on with the rest, so one unreachable
+            // destination does not stall everyone queued behind it.
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            report.dropped += 1;
+            if report.error.is_none() {
+                report.error = Some(err);
+            }
+            done += 1;
+        } else {
+            report.sent += n as usize;
+            done += (n as usize).max(1).min(chunk.len());
+            if n == 0 {
+                report.dropped += 1;
+            }
+        }
+    }
+    report
+}
+
+fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: ss_family says this storage holds a sockaddr_in, which fits in it.
+            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: ss_family says this storage holds a sockaddr_in6, which fits in it.
+            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const _) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn std_to_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(storage as *mut _ as *mut libc::sockaddr_in, sin) };
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn loopback() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    }
+
+    #[test]
+    fn batch_round_trip_on_loopback() {
+        let a = bind_udp(loopback(), UdpOptions::default()).unwrap();
+        let b = bind_udp(loopback(), UdpOptions::default()).unwrap();
+        let b_addr = b.local_addr().unwrap();
+        let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10 + i as usize]).collect();
+        let mut batch = SendBatch::new();
+        let mut sent = 0;
+        for p in &payloads {
+            if !batch.push(b_addr, p) {
+                sent += batch.flush(&a).sent;
+                assert!(batch.push(b_addr, p));
+            }
+        }
+        sent += batch.flush(&a).sent;
+        assert_eq!(sent, 40);
+
+        let mut rx = RecvBatch::new(8, 1500, 4);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 40 && Instant::now() < deadline {
+            let n = rx.recv(&b).unwrap();
+            for i in 0..n {
+                assert_eq!(rx.meta(i).source, a.local_addr().unwrap());
+                got.push(rx.payload(i).to_vec());
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert_eq!(got, payloads);
+    }
+
+    #[test]
+    fn ipv6_round_trip_and_truncation() {
+        let Ok(a) = bind_udp("[::1]:0".parse().unwrap(), UdpOptions::default()) else {
+            return; // no IPv6 loopback on this host
+        };
+        let b = bind_udp("[::1]:0".parse().unwrap(), UdpOptions::default()).unwrap();
+        let mut batch = SendBatch::new();
+        let big = [7u8; 100];
+        batch.push(b.local_addr().unwrap(), &big);
+        assert_eq!(batch.flush(&a).sent, 1);
+        let mut rx = RecvBatch::new(0, 50, 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if rx.recv(&b).unwrap() == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(rx.meta(0).truncated);
+        assert_eq!(rx.meta(0).len, 50);
+        assert_eq!(rx.meta(0).source, a.local_addr().unwrap());
+    }
+}

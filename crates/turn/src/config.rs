@@ -1,0 +1,209 @@
+//! Server configuration and the state shared between workers.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::auth::Auth;
+use crate::policy::PeerPolicy;
+
+/// `external-ip=PUBLIC[/PRIVATE]`: what XOR-RELAYED-ADDRESS advertises for a relay bound to
+/// `private` (or, without `private`, for any relay address of the same family).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalIp {
+    pub public: IpAddr,
+    pub private: Option<IpAddr>,
+}
+
+/// Maps the caller's monotonic clock to Unix time, which REST usernames and nonces need.
+/// The core never reads a clock: Unix time at `now` is `unix_secs + (now - instant)`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ClockAnchor {
+    pub instant: Instant,
+    pub unix_secs: u64,
+}
+
+impl ClockAnchor {
+    pub fn unix_at(&self, now: Instant) -> u64 {
+        if now >= self.instant {
+            self.unix_secs
+                .saturating_add((now - self.instant).as_secs())
+        } else {
+            self.unix_secs
+                .saturating_sub((self.instant - now).as_secs())
+        }
+    }
+}
+
+/// Allocation counters shared by every worker (`user-quota`, `total-quota`). Touched only
+/// when an allocation is created or freed, never per packet, so a mutex is fine.
+#[derive(Debug, Default)]
+pub struct Quotas {
+    total: AtomicU32,
+    users: Mutex<FxHashMap<Box<str>, u32>>,
+}
+
+/// Which quota refused an allocation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum QuotaExceeded {
+    User,
+    Total,
+}
+
+impl Quotas {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Allocations alive in all workers.
+    pub fn total(&self) -> u32 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Allocations alive for one quota user (the user part of a REST username).
+    pub fn user(&self, name: &str) -> u32 {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.get(name).copied().unwrap_or(0)
+    }
+
+    /// Count one allocation for `user` unless a quota (0 = unlimited) is reached.
+    pub(crate) fn try_acquire(
+        &self,
+        user: &str,
+        user_quota: u32,
+        total_quota: u32,
+    ) -> Result<(), QuotaExceeded> {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if total_quota != 0 && self.total.load(Ordering::Relaxed) >= total_quota {
+            return Err(QuotaExceeded::Total);
+        }
+        let count = users.get(user).copied().unwrap_or(0);
+        if user_quota != 0 && count >= user_quota {
+            return Err(QuotaExceeded::User);
+        }
+        users.insert(user.into(), count + 1);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn release(&self, user: &str) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = users.get_mut(user) {
+            *count -= 1;
+            if *count == 0 {
+                users.remove(user);
+            }
+            self.total.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Everything a worker's [`crate::Server`] needs. Field names follow coturn's options.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub realm: String,
+    pub auth: Auth,
+    pub policy: PeerPolicy,
+    /// `relay-ip`; empty = the client's local (listener) IP of the requested family.
+    pub relay_ips: Vec<IpAddr>,
+    pub external_ips: Vec<ExternalIp>,
+    /// This worker's share of `min-port..=max-port`.
+    pub port_range: RangeInclusive<u16>,
+    pub default_lifetime: Duration,
+    /// `max-allocate-lifetime`.
+    pub max_lifetime: Duration,
+    pub permission_lifetime: Duration,
+    pub channel_lifetime: Duration,
+    /// `stale-nonce`; `None` = nonces never go stale.
+    pub stale_nonce: Option<Duration>,
+    /// 0 = unlimited.
+    pub user_quota: u32,
+    /// 0 = unlimited.
+    pub total_quota: u32,
+    pub quotas: Arc<Quotas>,
+    /// Add FINGERPRINT to every response (otherwise only when the request had one).
+    pub fingerprint: bool,
+    pub software: Option<String>,
+    pub no_udp_relay: bool,
+    pub no_tcp_relay: bool,
+    /// Accept channel numbers 0x4000..=0x7FFE (RFC 5766) instead of 0x4000..=0x4FFF (RFC 8656).
+    pub rfc5766_channel_numbers: bool,
+    /// Shared by all workers (and nodes) so any of them can check a nonce another issued.
+    pub nonce_key: [u8; 32],
+    pub clock: ClockAnchor,
+    /// `stun-only`: TURN requests are ignored.
+    pub stun_only: bool,
+    /// `no-stun`: Binding requests are ignored.
+    pub no_stun: bool,
+    /// `no-auth`: anonymous TURN (also implied by `Auth::None`).
+    pub no_auth: bool,
+}
+
+impl ServerConfig {
+    /// coturn's defaults, no credentials, the whole dynamic port range.
+    pub fn new(realm: impl Into<String>, clock: ClockAnchor) -> Self {
+        ServerConfig {
+            realm: realm.into(),
+            auth: Auth::None,
+            policy: PeerPolicy::default(),
+            relay_ips: Vec::new(),
+            external_ips: Vec::new(),
+            port_range: 49152..=65535,
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            permission_lifetime: Duration::from_secs(300),
+            channel_lifetime: Duration::from_secs(600),
+            stale_nonce: Some(Duration::from_secs(600)),
+            user_quota: 0,
+            total_quota: 0,
+            quotas: Arc::new(Quotas::new()),
+            fingerprint: false,
+            software: None,
+            no_udp_relay: false,
+            no_tcp_relay: false,
+            rfc5766_channel_numbers: false,
+            nonce_key: [0; 32],
+            clock,
+            stun_only: false,
+            no_stun: false,
+            no_auth: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas() {
+        let q = Quotas::new();
+        assert!(q.try_acquire("a", 2, 3).is_ok());
+        assert!(q.try_acquire("a", 2, 3).is_ok());
+        assert_eq!(q.try_acquire("a", 2, 3), Err(QuotaExceeded::User));
+        assert!(q.try_acquire("b", 2, 3).is_ok());
+        assert_eq!(q.try_acquire("c", 2, 3), Err(QuotaExceeded::Total));
+        assert_eq!((q.total(), q.user("a")), (3, 2));
+        q.release("a");
+        q.release("zzz");
+        assert_eq!((q.total(), q.user("a")), (2, 1));
+        assert!(q.try_acquire("c", 0, 0).is_ok());
+    }
+
+    #[test]
+    fn clock_anchor() {
+        let t = Instant::now();
+        let a = ClockAnchor {
+            instant: t,
+            unix_secs: 1000,
+        };
+        assert_eq!(a.unix_at(t + Duration::from_millis(2500)), 1002);
+        if let Some(earlier) = t.checked_sub(Duration::from_secs(5)) {
+            assert_eq!(a.unix_at(earlier), 995);
+        }
+    }
+}

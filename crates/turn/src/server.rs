@@ -1,0 +1,1428 @@
+//! Message handling: the [`Server`] state machine.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use switchyard_stun::{
+    AddressFamily, BuildError, Class, Integrity, Message, MessageBuilder, MessageType, Method, attr,
+};
+
+use crate::allocation::{Allocation, Channel, MAX_CHANNELS, MAX_PERMISSIONS, Table, TimerKey};
+use crate::auth::{AuthFailure, Authenticator};
+use crate::config::{QuotaExceeded, ServerConfig};
+use crate::nonce::{self, NonceCheck};
+use crate::policy::{DenyClass, PeerPolicy};
+use crate::ports::{PortWish, Ports, RESERVATION_LIFETIME};
+use crate::{
+    BindError, ClientAddr, ClientOutcome, DropReason, Event, FreeReason, PeerOutcome, RefuseReason,
+    RelayId, RelaySockets, Stats,
+};
+
+const MAGIC_COOKIE: u32 = 0x2112_A442;
+/// RFC 8656 §7.2: REQUESTED-TRANSPORT value for UDP (IANA protocol number 17).
+const PROTO_UDP: u8 = 17;
+/// Data indication: method 0x007, class indication (RFC 8656 §11.6 / RFC 8489 §5).
+const DATA_INDICATION: u16 = 0x0017;
+/// How many XOR-PEER-ADDRESS attributes one CreatePermission may carry.
+const MAX_PEERS_PER_REQUEST: usize = 16;
+/// Bind attempts before an Allocate gives up with 508.
+const BIND_ATTEMPTS: u32 = 16;
+
+const BINDING_ATTRS: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    attr::REALM,
+    attr::NONCE,
+    attr::PRIORITY,
+    attr::USE_CANDIDATE,
+];
+const ALLOCATE_ATTRS: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    attr::REALM,
+    attr::NONCE,
+    attr::REQUESTED_TRANSPORT,
+    attr::LIFETIME,
+    attr::DONT_FRAGMENT,
+    attr::EVEN_PORT,
+    attr::RESERVATION_TOKEN,
+    attr::REQUESTED_ADDRESS_FAMILY,
+];
+const REFRESH_ATTRS: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    attr::REALM,
+    attr::NONCE,
+    attr::LIFETIME,
+    attr::REQUESTED_ADDRESS_FAMILY,
+];
+const PERMISSION_ATTRS: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    attr::REALM,
+    attr::NONCE,
+    attr::XOR_PEER_ADDRESS,
+];
+const CHANNEL_BIND_ATTRS: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    attr::REALM,
+    attr::NONCE,
+    attr::CHANNEL_NUMBER,
+    attr::XOR_PEER_ADDRESS,
+];
+const SEND_ATTRS: &[u16] = &[attr::XOR_PEER_ADDRESS, attr::DATA, attr::DONT_FRAGMENT];
+
+fn reason(code: u16) -> &'static str {
+    // Short phrases keep error responses small (turn-anchors §3.6); 401 has none at all.
+    match code {
+        300 => "Try Alternate",
+        400 => "Bad Request",
+        401 => "",
+        403 => "Forbidden",
+        420 => "Unknown Attribute",
+        437 => "Allocation Mismatch",
+        438 => "Stale Nonce",
+        440 => "Address Family not Supported",
+        441 => "Wrong Credentials",
+        442 => "Unsupported Transport Protocol",
+        443 => "Peer Address Family Mismatch",
+        486 => "Allocation Quota Reached",
+        508 => "Insufficient Capacity",
+        _ => "Server Error",
+    }
+}
+
+/// SplitMix64: fast, seedable, good enough for port choice, reservation tokens and Data
+/// indication transaction ids (none of which protect a secret; auth uses HMAC keys).
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// How a response is signed.
+#[derive(Copy, Clone, Debug)]
+struct Sign {
+    key: Option<[u8; 16]>,
+    sha256: bool,
+    fingerprint: bool,
+}
+
+/// A request that passed authentication.
+#[derive(Clone, Debug)]
+struct Authed {
+    username: String,
+    quota_user: String,
+    key: Option<[u8; 16]>,
+    sign: Sign,
+}
+
+/// Why authentication did not pass: the response to send.
+enum AuthReject {
+    /// 400 without MI.
+    BadRequest,
+    /// 401 with REALM + NONCE, no MI.
+    Unauthorized(Option<(String, AuthFailure)>),
+    /// 438 with REALM + NONCE, no MI.
+    StaleNonce,
+}
+
+/// The TURN server core for one worker. See the crate docs for the driving contract.
+pub struct Server {
+    cfg: ServerConfig,
+    policy: PeerPolicy,
+    auth: Authenticator,
+    auth_enabled: bool,
+    table: Table,
+    ports: Ports,
+    rng: Rng,
+    events: VecDeque<Event>,
+    stats: Stats,
+    channel_max: u16,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("realm", &self.cfg.realm)
+            .field("allocations", &self.table.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Events queued beyond this are dropped (and counted).
+    pub const EVENT_CAPACITY: usize = 1024;
+
+    /// A server seeded from the OS random source.
+    pub fn new(config: ServerConfig) -> Self {
+        let mut seed = [0u8; 8];
+        if getrandom::getrandom(&mut seed).is_err() {
+            // No OS randomness: derive the seed from the (secret) nonce key. Ports and tokens
+            // only lose unpredictability across restarts, not correctness.
+            for (i, b) in config.nonce_key.iter().enumerate() {
+                seed[i % 8] ^= b.rotate_left(i as u32);
+            }
+        }
+        Self::with_seed(config, u64::from_le_bytes(seed))
+    }
+
+    /// A server whose random choices (relay ports, reservation tokens, Data indication
+    /// transaction ids) follow `seed`, for tests and fuzzing.
+    pub fn with_seed(config: ServerConfig, seed: u64) -> Self {
+        let mut policy = config.policy.clone();
+        if policy.relay_ports().is_none() {
+            policy.set_relay_ports(config.port_range.clone());
+        }
+        let auth_enabled = !config.no_auth && !matches!(config.auth, crate::Auth::None);
+        let auth = Authenticator::new(&config.auth, &config.realm);
+        let channel_max = if config.rfc5766_channel_numbers {
+            0x7FFE
+        } else {
+            0x4FFF
+        };
+        Server {
+            ports: Ports::new(config.port_range.clone()),
+            policy,
+            auth,
+            auth_enabled,
+            table: Table::default(),
+            rng: Rng(seed),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            channel_max,
+            cfg: config,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.table.next_timer()
+    }
+
+    /// Reservations (EVEN-PORT R=1) currently held.
+    pub fn reservation_count(&self) -> usize {
+        self.ports.reservation_count()
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= Self::EVENT_CAPACITY {
+            self.stats.events_dropped += 1;
+        } else {
+            self.events.push_back(e);
+        }
+    }
+
+    fn drop(&mut self, reason: DropReason) -> ClientOutcome {
+        self.stats.count_drop(reason);
+        ClientOutcome::Drop(reason)
+    }
+
+    fn peer_drop(&mut self, reason: DropReason) -> PeerOutcome {
+        self.stats.count_drop(reason);
+        PeerOutcome::Drop(reason)
+    }
+
+    /// Expire allocations, permissions, channels and reservations that are due.
+    pub fn handle_timeout<R: RelaySockets>(&mut self, now: Instant, relays: &mut R) {
+        while let Some((_, key)) = self.table.pop_due(now) {
+            match key {
+                TimerKey::Reservations => {
+                    if let Some(next) = self.ports.expire(now) {
+                        self.table.schedule_reservations(next);
+                    }
+                }
+                TimerKey::Allocation { index, .. } => {
+                    let Some(alloc) = self.table.get_mut(index) else {
+                        continue;
+                    };
+                    if alloc.expires <= now {
+                        self.free(index, FreeReason::Expired, relays);
+                    } else {
+                        alloc.sweep(now);
+                        self.table.reschedule(index);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The TCP/TLS connection of `client` closed. RFC 8656 §2.2: an allocation made over a
+    /// connection-oriented transport lives only as long as the connection, so it is freed.
+    /// A no-op for UDP or when the 5-tuple has no allocation.
+    pub fn handle_client_closed<R: RelaySockets>(
+        &mut self,
+        now: Instant,
+        client: ClientAddr,
+        relays: &mut R,
+    ) {
+        let _ = now;
+        if !client.transport.is_stream() {
+            return;
+        }
+        if let Some(index) = self
+            .table
+            .by_client(&(client.transport, client.remote, client.local))
+        {
+            self.free(index, FreeReason::ConnectionClosed, relays);
+        }
+    }
+
+    fn free<R: RelaySockets>(&mut self, index: u32, reason: FreeReason, relays: &mut R) {
+        let Some(alloc) = self.table.remove(index) else {
+            return;
+        };
+        relays.close(alloc.relay);
+        self.ports
+            .release(alloc.relay_addr.ip(), alloc.relay_addr.port());
+        self.cfg.quotas.release(&alloc.quota_user);
+        self.stats.allocations_freed += 1;
+        self.event(Event::AllocationFreed {
+            client: alloc.client,
+            relayed: alloc.relayed,
+            username: alloc.username.into(),
+            reason,
+        });
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Client side
+    // ------------------------------------------------------------------------------------
+
+    /// A datagram (UDP) or one complete frame (TCP/TLS) from a client. A STUN reply, if any,
+    /// is written into `reply` (give it at least 1500 bytes).
+    pub fn handle_client<R: RelaySockets>(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        data: &[u8],
+        reply: &mut [u8],
+        relays: &mut R,
+    ) -> ClientOutcome {
+        self.stats.client_packets_in += 1;
+        self.stats.client_bytes_in += data.len() as u64;
+        // RFC 7983 / RFC 8656 §12: the first byte tells STUN (0..3) from ChannelData (64..79,
+        // up to 127 with RFC 5766 numbers).
+        match data.first() {
+            Some(0x40..=0x7F) => self.client_channel_data(now, from, data),
+            Some(0x00..=0x03) => self.client_stun(now, from, data, reply, relays),
+            _ => self.drop(DropReason::NotTurn),
+        }
+    }
+
+    /// RFC 8656 §12.6 (client → peer over a channel). Hot path: no allocation.
+    fn client_channel_data(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        data: &[u8],
+    ) -> ClientOutcome {
+        if data.len() < 4 {
+            return self.drop(DropReason::BadChannelData);
+        }
+        let number = u16::from_be_bytes([data[0], data[1]]);
+        let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
+        // "If the ChannelData message is ... too short ..., the message MUST be discarded";
+        // padding after the data is allowed (and required on streams), so longer is fine.
+        if 4 + len > data.len() || number > self.channel_max {
+            return self.drop(DropReason::BadChannelData);
+        }
+        let Some(index) = self
+            .table
+            .by_client(&(from.transport, from.remote, from.local))
+        else {
+            return self.drop(DropReason::NoAllocation);
+        };
+        let Some(alloc) = self.table.get(index) else {
+            return self.drop(DropReason::NoAllocation);
+        };
+        if alloc.expires <= now {
+            return self.drop(DropReason::NoAllocation);
+        }
+        let Some(channel) = alloc.channel_by_number(number, now) else {
+            return self.drop(DropReason::UnboundChannel);
+        };
+        let peer = channel.peer;
+        if !alloc.has_permission(peer.ip(), now) {
+            return self.drop(DropReason::NoPermission);
+        }
+        let relay = alloc.relay;
+        self.stats.channel_data_in += 1;
+        self.stats.to_peer_packets += 1;
+        self.stats.to_peer_bytes += len as u64;
+        ClientOutcome::ToPeer {
+            relay,
+            peer,
+            payload: 4..4 + len,
+        }
+    }
+
+    fn client_stun<R: RelaySockets>(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        data: &[u8],
+        reply: &mut [u8],
+        relays: &mut R,
+    ) -> ClientOutcome {
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                // A datagram that does not parse gets no answer: answering garbage would make
+                // the server a reflector. A bad FINGERPRINT is counted on its own.
+                let reason = if is_fingerprint_error(&e) {
+                    DropReason::BadFingerprint
+                } else {
+                    DropReason::Malformed
+                };
+                return self.drop(reason);
+            }
+        };
+        match msg.class() {
+            Class::Request => self.handle_request(now, from, &msg, reply, relays),
+            Class::Indication if msg.method() == Method::SEND => {
+                self.send_indication(now, from, &msg, data)
+            }
+            _ => self.drop(DropReason::UnexpectedClass),
+        }
+    }
+
+    /// RFC 8656 §11.2 Send indication. Hot path: no allocation.
+    fn send_indication(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        data: &[u8],
+    ) -> ClientOutcome {
+        let Some(index) = self
+            .table
+            .by_client(&(from.transport, from.remote, from.local))
+        else {
+            return self.drop(DropReason::NoAllocation);
+        };
+        // RFC 8489 §6.3.3: an indication with unknown comprehension-required attributes is
+        // discarded.
+        if msg
+            .unknown_comprehension_required(SEND_ATTRS)
+            .next()
+            .is_some()
+        {
+            return self.drop(DropReason::UnknownAttribute);
+        }
+        let Some(alloc) = self.table.get(index) else {
+            return self.drop(DropReason::NoAllocation);
+        };
+        if alloc.expires <= now {
+            return self.drop(DropReason::NoAllocation);
+        }
+        let Some(Ok(peer)) = msg.xor_peer_addresses().next() else {
+            return self.drop(DropReason::BadSendIndication);
+        };
+        if peer_family_mismatch(alloc.relay_addr, peer) {
+            return self.drop(DropReason::FamilyMismatch);
+        }
+        let Some(payload) = msg.data() else {
+            return self.drop(DropReason::BadSendIndication);
+        };
+        // RFC 8656 §11.2: "If ... no permission for the peer's IP address, the Send
+        // indication is silently discarded."
+        if !alloc.has_permission(peer.ip(), now) {
+            return self.drop(DropReason::NoPermission);
+        }
+        let relay = alloc.relay;
+        let start = payload.as_ptr() as usize - data.as_ptr() as usize;
+        self.stats.send_indications_in += 1;
+        self.stats.to_peer_packets += 1;
+        self.stats.to_peer_bytes += payload.len() as u64;
+        ClientOutcome::ToPeer {
+            relay,
+            peer,
+            payload: start..start + payload.len(),
+        }
+    }
+
+    fn base_sign(&self, msg: &Message<'_>) -> Sign {
+        Sign {
+            key: None,
+            sha256: false,
+            fingerprint: self.cfg.fingerprint || msg.has_fingerprint(),
+        }
+    }
+
+    fn handle_request<R: RelaySockets>(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+        relays: &mut R,
+    ) -> ClientOutcome {
+        self.stats.requests += 1;
+        let method = msg.method();
+        if method == Method::BINDING {
+            return self.binding(from, msg, reply);
+        }
+        let known = match method {
+            Method::ALLOCATE => ALLOCATE_ATTRS,
+            Method::REFRESH => REFRESH_ATTRS,
+            Method::CREATE_PERMISSION => PERMISSION_ATTRS,
+            Method::CHANNEL_BIND => CHANNEL_BIND_ATTRS,
+            // Connect / ConnectionBind (RFC 6062, TCP allocations) and unknown methods:
+            // RFC 8489 §6.3.1 "... unknown method ... 400". TCP relaying is a later issue.
+            _ => {
+                if self.cfg.stun_only {
+                    return self.drop(DropReason::StunDisabled);
+                }
+                let sign = self.base_sign(msg);
+                return self.error(reply, msg, 400, sign, |_| Ok(()));
+            }
+        };
+        if self.cfg.stun_only {
+            return self.drop(DropReason::StunDisabled);
+        }
+        let existing = self
+            .table
+            .by_client(&(from.transport, from.remote, from.local));
+        let authed = match self.authenticate(now, from, msg, existing) {
+            Ok(a) => a,
+            Err(reject) => return self.reject(now, from, msg, reply, reject),
+        };
+        // RFC 8489 §6.3.1.1: unknown comprehension-required attributes → 420, after the
+        // authentication checks (so the 420 carries MESSAGE-INTEGRITY).
+        let mut unknown = [0u16; 8];
+        let mut n = 0;
+        for t in msg.unknown_comprehension_required(known) {
+            if n < unknown.len() {
+                unknown[n] = t;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            let list = &unknown[..n];
+            return self.error(reply, msg, 420, authed.sign, |b| {
+                b.add_unknown_attributes(list)
+            });
+        }
+        // RFC 8656 §5: a request on an existing allocation must use the same credentials.
+        if let Some(index) = existing
+            && let Some(alloc) = self.table.get(index)
+            && self.auth_enabled
+            && *alloc.username != *authed.username
+        {
+            let code = if method == Method::ALLOCATE { 437 } else { 441 };
+            return self.error(reply, msg, code, authed.sign, |_| Ok(()));
+        }
+        match method {
+            Method::ALLOCATE => self.allocate(now, from, msg, reply, relays, existing, authed),
+            Method::REFRESH => self.refresh(now, msg, reply, relays, existing, authed),
+            Method::CREATE_PERMISSION => {
+                self.create_permission(now, from, msg, reply, existing, authed)
+            }
+            _ => self.channel_bind(now, from, msg, reply, existing, authed),
+        }
+    }
+
+    /// RFC 8489 §6.3 Binding: XOR-MAPPED-ADDRESS only (turn-anchors §3.6: keep the
+    /// amplification factor low), FINGERPRINT if asked, no authentication.
+    fn binding(&mut self, from: ClientAddr, msg: &Message<'_>, reply: &mut [u8]) -> ClientOutcome {
+        if self.cfg.no_stun {
+            return self.drop(DropReason::StunDisabled);
+        }
+        self.stats.binding_requests += 1;
+        let sign = self.base_sign(msg);
+        let mut unknown = [0u16; 8];
+        let mut n = 0;
+        for t in msg.unknown_comprehension_required(BINDING_ATTRS) {
+            if n < unknown.len() {
+                unknown[n] = t;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            let list = &unknown[..n];
+            return self.error(reply, msg, 420, sign, |b| b.add_unknown_attributes(list));
+        }
+        let mapped = from.remote;
+        self.respond(reply, msg, Class::Success, sign, |b| {
+            b.add_xor_address(attr::XOR_MAPPED_ADDRESS, mapped)
+        })
+    }
+
+    /// RFC 8489 §9.2.4, in its order: no MI → 401; MI but no USERNAME/REALM/NONCE → 400;
+    /// bad nonce → 438; unknown user / bad MI → 401. Nothing is stored before MI verifies.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        existing: Option<u32>,
+    ) -> Result<Authed, AuthReject> {
+        let mut sign = self.base_sign(msg);
+        if !self.auth_enabled {
+            return Ok(Authed {
+                username: String::new(),
+                quota_user: String::new(),
+                key: None,
+                sign,
+            });
+        }
+        let Some(integrity) = msg.integrity() else {
+            return Err(AuthReject::Unauthorized(None));
+        };
+        let sha256 = matches!(integrity, Integrity::Sha256);
+        let (Ok(Some(username)), Ok(Some(realm)), Ok(Some(nonce))) =
+            (msg.username(), msg.realm(), msg.nonce())
+        else {
+            return Err(AuthReject::BadRequest);
+        };
+        let now_unix = self.cfg.clock.unix_at(now);
+        let stale = self.cfg.stale_nonce.map(|d| d.as_secs());
+        match nonce::check(
+            &self.cfg.nonce_key,
+            from.remote,
+            nonce.as_bytes(),
+            now_unix,
+            stale,
+        ) {
+            NonceCheck::Valid => {}
+            NonceCheck::Stale | NonceCheck::Invalid => return Err(AuthReject::StaleNonce),
+        }
+        let verify = |key: &[u8; 16]| {
+            if sha256 {
+                msg.verify_integrity_sha256(key).is_ok()
+            } else {
+                msg.verify_integrity(key).is_ok()
+            }
+        };
+        // An allocation caches the key it was created with (coturn `hmackey_set`): later
+        // requests with the same USERNAME are checked against it, and the REST expiry is
+        // not enforced again.
+        if let Some(alloc) = existing.and_then(|i| self.table.get(i))
+            && *alloc.username == *username
+        {
+            if realm != self.auth.realm() || !verify(&alloc.key) {
+                return Err(AuthReject::Unauthorized(Some((
+                    username.to_owned(),
+                    AuthFailure::BadIntegrity,
+                ))));
+            }
+            sign.key = Some(alloc.key);
+            sign.sha256 = sha256;
+            return Ok(Authed {
+                username: username.to_owned(),
+                quota_user: alloc.quota_user.to_string(),
+                key: Some(alloc.key),
+                sign,
+            });
+        }
+        match self.auth.authenticate(username, realm, now_unix, verify) {
+            Ok(a) => {
+                sign.key = Some(a.key);
+                sign.sha256 = sha256;
+                Ok(Authed {
+                    username: username.to_owned(),
+                    quota_user: a.quota_user,
+                    key: Some(a.key),
+                    sign,
+                })
+            }
+            Err(why) => Err(AuthReject::Unauthorized(Some((username.to_owned(), why)))),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+        reject: AuthReject,
+    ) -> ClientOutcome {
+        let sign = self.base_sign(msg);
+        let code = match reject {
+            AuthReject::BadRequest => return self.error(reply, msg, 400, sign, |_| Ok(())),
+            AuthReject::Unauthorized(failure) => {
+                if let Some((username, reason)) = failure {
+                    self.stats.auth_failures += 1;
+                    self.event(Event::AuthFailed {
+                        client: from,
+                        username,
+                        reason,
+                    });
+                }
+                401
+            }
+            AuthReject::StaleNonce => 438,
+        };
+        let nonce = nonce::issue(
+            &self.cfg.nonce_key,
+            from.remote,
+            self.cfg.clock.unix_at(now),
+        );
+        let realm = self.cfg.realm.clone();
+        self.error(reply, msg, code, sign, |b| {
+            b.add(attr::REALM, realm.as_bytes())?;
+            b.add(attr::NONCE, &nonce)
+        })
+    }
+
+    fn respond(
+        &mut self,
+        reply: &mut [u8],
+        msg: &Message<'_>,
+        class: Class,
+        sign: Sign,
+        body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> ClientOutcome {
+        let typ = MessageType {
+            class,
+            method: msg.method(),
+        };
+        let software = self.cfg.software.as_deref();
+        let built = (|| {
+            let mut b = MessageBuilder::new(reply, typ, msg.transaction_id())?;
+            body(&mut b)?;
+            if let Some(sw) = software {
+                b.add(attr::SOFTWARE, sw.as_bytes())?;
+            }
+            if let Some(key) = sign.key {
+                if sign.sha256 {
+                    b.add_message_integrity_sha256(&key)?;
+                } else {
+                    b.add_message_integrity(&key)?;
+                }
+            }
+            if sign.fingerprint {
+                b.add_fingerprint()?;
+            }
+            Ok::<usize, BuildError>(b.finish())
+        })();
+        match built {
+            Ok(len) => {
+                self.stats.replies += 1;
+                ClientOutcome::Reply { len }
+            }
+            Err(_) => self.drop(DropReason::ReplyBuffer),
+        }
+    }
+
+    fn error(
+        &mut self,
+        reply: &mut [u8],
+        msg: &Message<'_>,
+        code: u16,
+        sign: Sign,
+        extra: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> ClientOutcome {
+        self.stats.count_error(code);
+        self.respond(reply, msg, Class::Error, sign, |b| {
+            b.add_error_code(code, reason(code))?;
+            extra(b)
+        })
+    }
+
+    /// coturn `stun_adjust_allocate_lifetime`: absent or 0 → default, below the default →
+    /// the default, above `max-allocate-lifetime` → the maximum.
+    fn clamp_lifetime(&self, requested: Option<u32>) -> Duration {
+        let default = self.cfg.default_lifetime;
+        let wanted = match requested {
+            None | Some(0) => default,
+            Some(s) => Duration::from_secs(u64::from(s)).max(default),
+        };
+        wanted.min(self.cfg.max_lifetime)
+    }
+
+    fn relay_ip(&mut self, family: AddressFamily, from: ClientAddr) -> Option<IpAddr> {
+        let want_v4 = matches!(family, AddressFamily::V4);
+        if !self.cfg.relay_ips.is_empty() {
+            let n = self
+                .cfg
+                .relay_ips
+                .iter()
+                .filter(|ip| ip.is_ipv4() == want_v4)
+                .count();
+            if n == 0 {
+                return None;
+            }
+            let pick = (self.rng.next_u64() % n as u64) as usize;
+            return self
+                .cfg
+                .relay_ips
+                .iter()
+                .filter(|ip| ip.is_ipv4() == want_v4)
+                .nth(pick)
+                .copied();
+        }
+        let local = from.local.ip();
+        (local.is_ipv4() == want_v4 && !local.is_unspecified()).then_some(local)
+    }
+
+    /// `external-ip=PUBLIC/PRIVATE` mapping of the bound relay address (turn-anchors §1.4).
+    fn advertised(&self, relay_ip: IpAddr) -> IpAddr {
+        if let Some(e) = self
+            .cfg
+            .external_ips
+            .iter()
+            .find(|e| e.private == Some(relay_ip))
+        {
+            return e.public;
+        }
+        if let Some(e) = self
+            .cfg
+            .external_ips
+            .iter()
+            .find(|e| e.private.is_none() && e.public.is_ipv4() == relay_ip.is_ipv4())
+        {
+            return e.public;
+        }
+        relay_ip
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn allocate_success(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+        index: u32,
+        sign: Sign,
+        ipv6_refused: bool,
+    ) -> ClientOutcome {
+        let Some(alloc) = self.table.get(index) else {
+            return self.drop(DropReason::NoAllocation);
+        };
+        let relayed = alloc.relayed;
+        let lifetime = alloc.expires.saturating_duration_since(now).as_secs() as u32;
+        let token = alloc.reservation_token;
+        let mapped = from.remote;
+        self.respond(reply, msg, Class::Success, sign, |b| {
+            b.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed)?;
+            if ipv6_refused {
+                // RFC 8656 §18.12 ADDRESS-ERROR-CODE: family, reserved, class, number, reason.
+                let mut v = [0u8; 4 + 28];
+                v[0] = 0x02;
+                v[2] = 4;
+                v[3] = 40;
+                let phrase = reason(440).as_bytes();
+                v[4..4 + phrase.len()].copy_from_slice(phrase);
+                b.add(attr::ADDRESS_ERROR_CODE, &v[..4 + phrase.len()])?;
+            }
+            b.add_xor_address(attr::XOR_MAPPED_ADDRESS, mapped)?;
+            b.add_u32(attr::LIFETIME, lifetime)?;
+            if let Some(t) = token {
+                b.add(attr::RESERVATION_TOKEN, &t)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// RFC 8656 §7.2 Allocate.
+    #[allow(clippy::too_many_arguments)]
+    fn allocate<R: RelaySockets>(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+        relays: &mut R,
+        existing: Option<u32>,
+        authed: Authed,
+    ) -> ClientOutcome {
+        let sign = authed.sign;
+        let aaf = msg.get(attr::ADDITIONAL_ADDRESS_FAMILY);
+        if let Some(index) = existing {
+            // "If the 5-tuple is already in use, ... 437" — unless it is a retransmission of
+            // the request that created it, which gets the same success response again.
+            let retransmit = self
+                .table
+                .get(index)
+                .is_some_and(|a| a.allocate_tid == msg.transaction_id().0);
+            if retransmit {
+                let v6_refused = aaf.is_some_and(|v| v.first() == Some(&0x02));
+                return self.allocate_success(now, from, msg, reply, index, sign, v6_refused);
+            }
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        }
+        // REQUESTED-TRANSPORT: missing → 400, anything but UDP → 442 (RFC 6062 TCP
+        // allocations are a later issue).
+        let Some(transport) = msg.get(attr::REQUESTED_TRANSPORT) else {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        };
+        if transport.len() != 4 {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        }
+        if transport[0] != PROTO_UDP || self.cfg.no_udp_relay {
+            return self.error(reply, msg, 442, sign, |_| Ok(()));
+        }
+        let Ok(requested_lifetime) = msg.lifetime() else {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        };
+        let even = msg.get(attr::EVEN_PORT);
+        let token = msg.get(attr::RESERVATION_TOKEN);
+        let raf = msg.get(attr::REQUESTED_ADDRESS_FAMILY);
+        // "If the request contains both EVEN-PORT and RESERVATION-TOKEN → 400";
+        // RESERVATION-TOKEN with REQUESTED-ADDRESS-FAMILY, or REQUESTED- with
+        // ADDITIONAL-ADDRESS-FAMILY → 400 (RFC 8656 §7.2).
+        if (even.is_some() && token.is_some())
+            || (token.is_some() && raf.is_some())
+            || (raf.is_some() && aaf.is_some())
+        {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        }
+        if even.is_some_and(|v| v.is_empty()) || token.is_some_and(|t| t.len() != 8) {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        }
+        let family = match raf {
+            None => AddressFamily::V4,
+            Some(v) if v.len() == 4 && v[0] == 0x01 => AddressFamily::V4,
+            Some(v) if v.len() == 4 && v[0] == 0x02 => AddressFamily::V6,
+            Some(v) if v.len() == 4 => return self.error(reply, msg, 440, sign, |_| Ok(())),
+            Some(_) => return self.error(reply, msg, 400, sign, |_| Ok(())),
+        };
+        // ADDITIONAL-ADDRESS-FAMILY: must be IPv6 (else 400); we allocate IPv4 only and
+        // report 440 for the IPv6 half in ADDRESS-ERROR-CODE.
+        let ipv6_refused = match aaf {
+            None => false,
+            Some(v) if v.len() == 4 && v[0] == 0x02 => true,
+            Some(_) => return self.error(reply, msg, 400, sign, |_| Ok(())),
+        };
+        let reservation_token: Option<[u8; 8]> = token.map(|t| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(t);
+            a
+        });
+        let relay_ip = match &reservation_token {
+            // The reserved port lives on the reservation's address.
+            Some(t) => match self.ports.claim(t, now) {
+                Some(r) => {
+                    let ip = r.ip;
+                    self.ports.unclaim(*t, r);
+                    Some(ip)
+                }
+                None => return self.error(reply, msg, 508, sign, |_| Ok(())),
+            },
+            None => self.relay_ip(family, from),
+        };
+        let Some(relay_ip) = relay_ip else {
+            self.event(Event::AllocationRefused {
+                client: from,
+                username: authed.username.clone(),
+                reason: RefuseReason::NoRelayAddress,
+            });
+            return self.error(reply, msg, 440, sign, |_| Ok(()));
+        };
+        // Anonymous clients (no-auth) share one empty quota name, so `user-quota` would cap
+        // them all together; only `total-quota` applies to them.
+        let user_quota = if self.auth_enabled {
+            self.cfg.user_quota
+        } else {
+            0
+        };
+        if let Err(q) =
+            self.cfg
+                .quotas
+                .try_acquire(&authed.quota_user, user_quota, self.cfg.total_quota)
+        {
+            self.event(Event::AllocationRefused {
+                client: from,
+                username: authed.username.clone(),
+                reason: match q {
+                    QuotaExceeded::User => RefuseReason::UserQuota,
+                    QuotaExceeded::Total => RefuseReason::TotalQuota,
+                },
+            });
+            return self.error(reply, msg, 486, sign, |_| Ok(()));
+        }
+        let wish = match even {
+            Some(v) => PortWish::Even {
+                reserve_next: v[0] & 0x80 != 0,
+            },
+            None => PortWish::Any,
+        };
+        let bound = match reservation_token {
+            Some(t) => self.bind_reserved(now, t, relays),
+            None => self.bind_new(relay_ip, wish, relays),
+        };
+        let Some((relay, relay_addr)) = bound else {
+            self.cfg.quotas.release(&authed.quota_user);
+            self.event(Event::AllocationRefused {
+                client: from,
+                username: authed.username.clone(),
+                reason: RefuseReason::NoPort,
+            });
+            return self.error(reply, msg, 508, sign, |_| Ok(()));
+        };
+        let new_token = if matches!(wish, PortWish::Even { reserve_next: true }) {
+            let mut t = [0u8; 8];
+            loop {
+                self.rng.fill(&mut t);
+                if !self.ports.has_token(&t) {
+                    break;
+                }
+            }
+            // The odd sibling was taken together with the even port in `bind_new`.
+            self.ports
+                .reserve(t, relay_addr.ip(), relay_addr.port() + 1, now);
+            self.table.schedule_reservations(now + RESERVATION_LIFETIME);
+            Some(t)
+        } else {
+            None
+        };
+        let relayed = SocketAddr::new(self.advertised(relay_addr.ip()), relay_addr.port());
+        let lifetime = self.clamp_lifetime(requested_lifetime);
+        let index = self.table.insert(Allocation {
+            client: from,
+            relay,
+            relay_addr,
+            relayed,
+            username: authed.username.clone().into(),
+            quota_user: authed.quota_user.clone().into(),
+            key: authed.key.unwrap_or([0; 16]),
+            allocate_tid: msg.transaction_id().0,
+            reservation_token: new_token,
+            expires: now + lifetime,
+            permissions: Vec::new(),
+            channels: Vec::new(),
+            scheduled: None,
+        });
+        self.stats.allocations_created += 1;
+        self.event(Event::AllocationCreated {
+            client: from,
+            relayed,
+            username: authed.username,
+        });
+        self.allocate_success(now, from, msg, reply, index, sign, ipv6_refused)
+    }
+
+    fn bind_reserved<R: RelaySockets>(
+        &mut self,
+        now: Instant,
+        token: [u8; 8],
+        relays: &mut R,
+    ) -> Option<(RelayId, SocketAddr)> {
+        let r = self.ports.claim(&token, now)?;
+        let addr = SocketAddr::new(r.ip, r.port);
+        match relays.bind(addr) {
+            Ok(id) => Some((id, addr)),
+            Err(_) => {
+                // Keep the reservation until it expires; its port stays accounted for.
+                self.ports.unclaim(token, r);
+                None
+            }
+        }
+    }
+
+    fn bind_new<R: RelaySockets>(
+        &mut self,
+        ip: IpAddr,
+        wish: PortWish,
+        relays: &mut R,
+    ) -> Option<(RelayId, SocketAddr)> {
+        let reserve_next = matches!(wish, PortWish::Even { reserve_next: true });
+        let mut start = self.rng.next_u64() as u32;
+        for _ in 0..BIND_ATTEMPTS {
+            let pool = self.ports.pool(ip);
+            let port = pool.find(start, wish)?;
+            pool.take(port);
+            if reserve_next {
+                pool.take(port + 1);
+            }
+            let addr = SocketAddr::new(ip, port);
+            match relays.bind(addr) {
+                Ok(id) => return Some((id, addr)),
+                Err(e) => {
+                    let pool = self.ports.pool(ip);
+                    pool.release(port);
+                    if reserve_next {
+                        pool.release(port + 1);
+                    }
+                    if e != BindError::InUse {
+                        return None;
+                    }
+                    start = pool.offset_of(port).wrapping_add(1);
+                }
+            }
+        }
+        None
+    }
+
+    /// RFC 8656 §7.3 Refresh.
+    fn refresh<R: RelaySockets>(
+        &mut self,
+        now: Instant,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+        relays: &mut R,
+        existing: Option<u32>,
+        authed: Authed,
+    ) -> ClientOutcome {
+        let sign = authed.sign;
+        let Some(index) = existing else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        let Some(alloc) = self.table.get(index) else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        // RFC 8656 §7.3: REQUESTED-ADDRESS-FAMILY naming another family than the
+        // allocation's → 443.
+        if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
+            let want_v6 = v.first() == Some(&0x02);
+            if want_v6 != alloc.relay_addr.is_ipv6() {
+                return self.error(reply, msg, 443, sign, |_| Ok(()));
+            }
+        }
+        let Ok(requested) = msg.lifetime() else {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        };
+        if requested == Some(0) {
+            self.free(index, FreeReason::Deleted, relays);
+            return self.respond(reply, msg, Class::Success, sign, |b| {
+                b.add_u32(attr::LIFETIME, 0)
+            });
+        }
+        let lifetime = self.clamp_lifetime(requested);
+        if let Some(alloc) = self.table.get_mut(index) {
+            alloc.expires = now + lifetime;
+        }
+        self.table.reschedule(index);
+        let secs = lifetime.as_secs() as u32;
+        self.respond(reply, msg, Class::Success, sign, |b| {
+            b.add_u32(attr::LIFETIME, secs)
+        })
+    }
+
+    /// Address family and policy checks shared by CreatePermission and ChannelBind.
+    /// Returns the error code to send.
+    fn check_peer(
+        &mut self,
+        from: ClientAddr,
+        relay_addr: SocketAddr,
+        peer: SocketAddr,
+    ) -> Result<(), u16> {
+        if peer_family_mismatch(relay_addr, peer) {
+            if relay_addr.is_ipv6() && peer.is_ipv6() {
+                // v4-mapped on an IPv6 relay: name it for the logs.
+                self.stats.peer_denied += 1;
+                self.event(Event::PeerDenied {
+                    client: from,
+                    peer,
+                    class: DenyClass::MappedOnIpv6Relay,
+                });
+            }
+            return Err(443);
+        }
+        if let Err(class) = self.policy.check_socket(peer) {
+            self.stats.peer_denied += 1;
+            self.event(Event::PeerDenied {
+                client: from,
+                peer,
+                class,
+            });
+            return Err(403);
+        }
+        Ok(())
+    }
+
+    /// RFC 8656 §9 CreatePermission: all XOR-PEER-ADDRESS values are checked before any is
+    /// installed, so the request succeeds or fails as a whole.
+    fn create_permission(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+        existing: Option<u32>,
+        authed: Authed,
+    ) -> ClientOutcome {
+        let sign = authed.sign;
+        let Some(index) = existing else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        let Some(relay_addr) = self.table.get(index).map(|a| a.relay_addr) else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_PEERS_PER_REQUEST];
+        let mut n = 0;
+        for p in msg.xor_peer_addresses() {
+            let Ok(p) = p else {
+                return self.error(reply, msg, 400, sign, |_| Ok(()));
+            };
+            if n == MAX_PEERS_PER_REQUEST {
+                return self.error(reply, msg, 508, sign, |_| Ok(()));
+            }
+            peers[n] = p;
+            n += 1;
+        }
+        if n == 0 {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        }
+        let peers = &peers[..n];
+        for p in peers {
+            if let Err(code) = self.check_peer(from, relay_addr, *p) {
+                return self.error(reply, msg, code, sign, |_| Ok(()));
+            }
+        }
+        let mut ips = [IpAddr::from([0u8; 4]); MAX_PEERS_PER_REQUEST];
+        for (i, p) in peers.iter().enumerate() {
+            ips[i] = p.ip();
+        }
+        let until = now + self.cfg.permission_lifetime;
+        let Some(alloc) = self.table.get_mut(index) else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        alloc.sweep(now);
+        if alloc.permissions.len() + alloc.new_permission_count(&ips[..n]) > MAX_PERMISSIONS {
+            return self.error(reply, msg, 508, sign, |_| Ok(()));
+        }
+        for ip in &ips[..n] {
+            alloc.permit(*ip, until);
+        }
+        self.table.reschedule(index);
+        self.respond(reply, msg, Class::Success, sign, |_| Ok(()))
+    }
+
+    /// RFC 8656 §12.2 ChannelBind.
+    fn channel_bind(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+        existing: Option<u32>,
+        authed: Authed,
+    ) -> ClientOutcome {
+        let sign = authed.sign;
+        let Some(index) = existing else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        let Some(relay_addr) = self.table.get(index).map(|a| a.relay_addr) else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        // CHANNEL-NUMBER: 0x4000 through 0x4FFF (RFC 8656 §12), 0x7FFE with RFC 5766 numbers.
+        let number = match msg.get(attr::CHANNEL_NUMBER) {
+            Some(v) if v.len() == 4 => u16::from_be_bytes([v[0], v[1]]),
+            _ => return self.error(reply, msg, 400, sign, |_| Ok(())),
+        };
+        if !(0x4000..=self.channel_max).contains(&number) {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        }
+        let peer = match msg.xor_peer_addresses().next() {
+            Some(Ok(p)) => p,
+            _ => return self.error(reply, msg, 400, sign, |_| Ok(())),
+        };
+        if let Err(code) = self.check_peer(from, relay_addr, peer) {
+            return self.error(reply, msg, code, sign, |_| Ok(()));
+        }
+        let channel_until = now + self.cfg.channel_lifetime;
+        let permission_until = now + self.cfg.permission_lifetime.max(self.cfg.channel_lifetime);
+        let Some(alloc) = self.table.get_mut(index) else {
+            return self.error(reply, msg, 437, sign, |_| Ok(()));
+        };
+        alloc.sweep(now);
+        // "The channel number is not currently bound to a different transport address" and
+        // "the transport address is not currently bound to a different channel number"
+        // (including bindings in their 5-minute quarantine) — else 400.
+        let by_number = alloc.channels.iter().position(|c| c.number == number);
+        let by_peer = alloc.channels.iter().position(|c| c.peer == peer);
+        if by_number != by_peer {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
+        }
+        let new_ip = !alloc.permissions.iter().any(|p| p.ip == peer.ip());
+        if (new_ip && alloc.permissions.len() >= MAX_PERMISSIONS)
+            || (by_number.is_none() && alloc.channels.len() >= MAX_CHANNELS)
+        {
+            return self.error(reply, msg, 508, sign, |_| Ok(()));
+        }
+        match by_number {
+            Some(i) => alloc.channels[i].expires = channel_until,
+            None => alloc.channels.push(Channel {
+                number,
+                peer,
+                expires: channel_until,
+            }),
+        }
+        alloc.permit(peer.ip(), permission_until);
+        self.table.reschedule(index);
+        self.respond(reply, msg, Class::Success, sign, |_| Ok(()))
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Peer side
+    // ------------------------------------------------------------------------------------
+
+    /// A datagram that arrived on relay socket `relay` from `peer`; the payload is
+    /// `buf[payload]`, with [`crate::PEER_HEADROOM`] bytes before and [`crate::PEER_TAILROOM`]
+    /// after it so it can be framed in place. Hot path: no allocation.
+    pub fn handle_peer(
+        &mut self,
+        now: Instant,
+        relay: RelayId,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> PeerOutcome {
+        self.stats.peer_packets_in += 1;
+        if payload.start > payload.end || payload.end > buf.len() {
+            return self.peer_drop(DropReason::PayloadTooLarge);
+        }
+        self.stats.peer_bytes_in += payload.len() as u64;
+        let Some(index) = self.table.by_relay(relay) else {
+            return self.peer_drop(DropReason::NoAllocation);
+        };
+        let Some(alloc) = self.table.get(index) else {
+            return self.peer_drop(DropReason::NoAllocation);
+        };
+        if alloc.expires <= now {
+            return self.peer_drop(DropReason::NoAllocation);
+        }
+        // RFC 8656 §9: no permission for the source IP → silently discard.
+        if !alloc.has_permission(peer.ip(), now) {
+            return self.peer_drop(DropReason::NoPermission);
+        }
+        let client = alloc.client;
+        let len = payload.len();
+        let pad = if client.transport.is_stream() {
+            (4 - len % 4) % 4
+        } else {
+            0
+        };
+        if let Some(channel) = alloc.channel_by_peer(peer, now) {
+            // RFC 8656 §12.7: ChannelData; padded to 4 bytes on TCP/TLS only (§12.5).
+            let number = channel.number;
+            if len > usize::from(u16::MAX) || payload.start < 4 || payload.end + pad > buf.len() {
+                return self.peer_drop(DropReason::PayloadTooLarge);
+            }
+            let start = payload.start - 4;
+            buf[start..start + 2].copy_from_slice(&number.to_be_bytes());
+            buf[start + 2..start + 4].copy_from_slice(&(len as u16).to_be_bytes());
+            buf[payload.end..payload.end + pad].fill(0);
+            self.stats.channel_data_out += 1;
+            self.stats.to_client_packets += 1;
+            self.stats.to_client_bytes += len as u64;
+            return PeerOutcome::ToClient {
+                client,
+                range: start..payload.end + pad,
+            };
+        }
+        // RFC 8656 §11.3: Data indication with XOR-PEER-ADDRESS and DATA. Attribute values
+        // are always padded, on every transport.
+        let pad = (4 - len % 4) % 4;
+        let xpa_len = if peer.is_ipv4() { 8 } else { 20 };
+        let header = 20 + 4 + xpa_len + 4;
+        let body = 4 + xpa_len + 4 + len + pad;
+        if payload.start < header || payload.end + pad > buf.len() || body > usize::from(u16::MAX) {
+            return self.peer_drop(DropReason::PayloadTooLarge);
+        }
+        let start = payload.start - header;
+        let mut tid = [0u8; 12];
+        self.rng.fill(&mut tid);
+        let h = &mut buf[start..payload.start];
+        h[0..2].copy_from_slice(&DATA_INDICATION.to_be_bytes());
+        h[2..4].copy_from_slice(&(body as u16).to_be_bytes());
+        h[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+        h[8..20].copy_from_slice(&tid);
+        h[20..22].copy_from_slice(&attr::XOR_PEER_ADDRESS.to_be_bytes());
+        h[22..24].copy_from_slice(&(xpa_len as u16).to_be_bytes());
+        write_xor_address(&mut h[24..24 + xpa_len], peer, &tid);
+        let d = 24 + xpa_len;
+        h[d..d + 2].copy_from_slice(&attr::DATA.to_be_bytes());
+        h[d + 2..d + 4].copy_from_slice(&(len as u16).to_be_bytes());
+        buf[payload.end..payload.end + pad].fill(0);
+        self.stats.data_indications_out += 1;
+        self.stats.to_client_packets += 1;
+        self.stats.to_client_bytes += len as u64;
+        PeerOutcome::ToClient {
+            client,
+            range: start..payload.end + pad,
+        }
+    }
+
+    /// The channel number bound to `peer` on the allocation of `client`, if any.
+    pub fn channel_for(&self, client: &ClientAddr, peer: SocketAddr, now: Instant) -> Option<u16> {
+        let index = self
+            .table
+            .by_client(&(client.transport, client.remote, client.local))?;
+        Some(self.table.get(index)?.channel_by_peer(peer, now)?.number)
+    }
+}
+
+/// RFC 6156 §6 / RFC 8656 §7.2: the peer's family (as on the wire) must be the relayed
+/// address's family; on an IPv6 relay a v4-mapped peer is really IPv4 and is refused too,
+/// so an IPv6 relay socket never sends to a v4-mapped destination.
+#[inline]
+fn peer_family_mismatch(relay: SocketAddr, peer: SocketAddr) -> bool {
+    match (relay, peer) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => false,
+        (SocketAddr::V6(_), SocketAddr::V6(p)) => p.ip().to_ipv4_mapped().is_some(),
+        _ => true,
+    }
+}
+
+/// XOR-PEER-ADDRESS value (RFC 8489 §14.2) written into `out` (8 or 20 bytes).
+#[inline]
+fn write_xor_address(out: &mut [u8], addr: SocketAddr, tid: &[u8; 12]) {
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    out[0] = 0;
+    out[2..4].copy_from_slice(&(addr.port() ^ (MAGIC_COOKIE >> 16) as u16).to_be_bytes());
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out[1] = 0x01;
+            for (i, b) in ip.octets().iter().enumerate() {
+                out[4 + i] = b ^ cookie[i];
+            }
+        }
+        IpAddr::V6(ip) => {
+            out[1] = 0x02;
+            let o = ip.octets();
+            for i in 0..16 {
+                let k = if i < 4 { cookie[i] } else { tid[i - 4] };
+                out[4 + i] = o[i] ^ k;
+            }
+        }
+    }
+}
+
+fn is_fingerprint_error(e: &switchyard_stun::ParseError) -> bool {
+    use switchyard_stun::ParseError;
+    matches!(
+        e,
+        ParseError::FingerprintMismatch
+            | ParseError::BadFingerprintLength
+            | ParseError::FingerprintNotLast
+    )
+}
