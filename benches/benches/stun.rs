@@ -54,13 +54,10 @@ fn binding_request() -> Vec<u8> {
 fn build_allocate_success(buf: &mut [u8], key: &[u8]) -> usize {
     let relayed: SocketAddr = "203.0.113.7:49152".parse().unwrap();
     let mapped: SocketAddr = "198.51.100.20:54321".parse().unwrap();
-    let mut b = MessageBuilder::new(
-        buf,
-        MessageType::new(Class::Success, Method::ALLOCATE),
-        TID,
-    )
-    .unwrap();
-    b.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed).unwrap();
+    let mut b =
+        MessageBuilder::new(buf, MessageType::new(Class::Success, Method::ALLOCATE), TID).unwrap();
+    b.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed)
+        .unwrap();
     b.add_u32(attr::LIFETIME, 600).unwrap();
     b.add_xor_address(attr::XOR_MAPPED_ADDRESS, mapped).unwrap();
     b.add_message_integrity(key).unwrap();
@@ -99,7 +96,11 @@ fn benches(c: &mut Criterion) {
     let parsed = Message::parse(&alloc).unwrap();
     g.throughput(Throughput::Bytes(alloc.len() as u64));
     g.bench_function("verify_message_integrity_sha1", |b| {
-        b.iter(|| black_box(&parsed).verify_integrity(black_box(&key)).unwrap())
+        b.iter(|| {
+            black_box(&parsed)
+                .verify_integrity(black_box(&key))
+                .unwrap()
+        })
     });
 
     let parsed256 = Message::parse(&alloc256).unwrap();

@@ -15,18 +15,47 @@ fn touch_everything(m: &Message<'_>) {
     let _ = m
         .unknown_comprehension_required(&[attr::USERNAME, attr::MESSAGE_INTEGRITY])
         .count();
-    let _ = (m.username(), m.userhash(), m.realm(), m.nonce(), m.software());
+    let _ = (
+        m.username(),
+        m.userhash(),
+        m.realm(),
+        m.nonce(),
+        m.software(),
+    );
     let _ = (m.alternate_domain(), m.error_code(), m.address_error_code());
     let _ = m.unknown_attributes().map(|u| u.map(Iterator::count));
-    let _ = (m.mapped_address(), m.xor_mapped_address(), m.xor_relayed_address());
+    let _ = (
+        m.mapped_address(),
+        m.xor_mapped_address(),
+        m.xor_relayed_address(),
+    );
     let _ = m.xor_relayed_addresses().count();
     let _ = m.xor_peer_addresses().count();
     let _ = m.xor_peer_address();
     let _ = (m.alternate_server(), m.response_origin(), m.other_address());
-    let _ = (m.channel_number(), m.lifetime(), m.data(), m.requested_address_family());
-    let _ = (m.additional_address_family(), m.even_port(), m.requested_transport());
-    let _ = (m.dont_fragment(), m.reservation_token(), m.icmp(), m.connection_id());
-    let _ = (m.change_request(), m.response_port(), m.padding(), m.mobility_ticket());
+    let _ = (
+        m.channel_number(),
+        m.lifetime(),
+        m.data(),
+        m.requested_address_family(),
+    );
+    let _ = (
+        m.additional_address_family(),
+        m.even_port(),
+        m.requested_transport(),
+    );
+    let _ = (
+        m.dont_fragment(),
+        m.reservation_token(),
+        m.icmp(),
+        m.connection_id(),
+    );
+    let _ = (
+        m.change_request(),
+        m.response_port(),
+        m.padding(),
+        m.mobility_ticket(),
+    );
     let _ = (m.access_token(), m.priority(), m.use_candidate());
     let _ = (m.ice_controlled(), m.ice_controlling());
     let _ = m.password_algorithms().map(|p| p.map(Iterator::count));
@@ -50,8 +79,8 @@ fuzz_target!(|data: &[u8]| {
     // Re-encode everything except the integrity attributes and FINGERPRINT,
     // which the builder computes itself.
     let mut buf = [0u8; 70_000];
-    let mut b = MessageBuilder::new(&mut buf, m.message_type(), m.transaction_id())
-        .expect("header fits");
+    let mut b =
+        MessageBuilder::new(&mut buf, m.message_type(), m.transaction_id()).expect("header fits");
     let mut copied = 0usize;
     for a in m.attributes() {
         if matches!(
@@ -60,10 +89,12 @@ fuzz_target!(|data: &[u8]| {
         ) {
             continue;
         }
-        b.add(a.typ, a.value).expect("attributes of a parsed message fit");
+        b.add(a.typ, a.value)
+            .expect("attributes of a parsed message fit");
         copied += 1;
     }
-    b.add_message_integrity(KEY).expect("room for MESSAGE-INTEGRITY");
+    b.add_message_integrity(KEY)
+        .expect("room for MESSAGE-INTEGRITY");
     b.add_fingerprint().expect("room for FINGERPRINT");
     let n = b.finish();
     let again = Message::parse(&buf[..n]).expect("builder output parses");

@@ -148,5 +148,5 @@ pub const fn name(t: u16) -> Option<&'static str> {
 /// Length of an attribute's value rounded up to the 4-byte boundary
 /// (RFC 8489 §14: attributes are padded to a multiple of 4 bytes).
 pub(crate) const fn padded(len: usize) -> usize {
-    (len + 3) & !3
+    len.saturating_add(3) & !3
 }

@@ -7,7 +7,8 @@ use crate::header::{HEADER_LEN, MAGIC_COOKIE};
 /// What the first byte of a datagram says it is.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Hash)]
 pub enum PacketKind {
-    /// First byte 0..=3 (RFC 7983 §7): top two bits zero.
+    /// First byte 0..=3 (RFC 7983 §7). Bytes 4..=63 (DTLS, ZRTP) are `Other`
+    /// although [`crate::Message::parse`] would accept a STUN method that large.
     Stun,
     /// First byte 0x40..=0x7F: top bits 0b01, a channel number in
     /// 0x4000..=0x7FFF (RFC 7983 assigns 64..=79; RFC 5766 channels reach 0x7FFE).
@@ -20,7 +21,7 @@ pub enum PacketKind {
 /// [`crate::channel_data::parse`] does the real validation.
 pub fn classify(buf: &[u8]) -> PacketKind {
     match buf.first() {
-        Some(b) if b & 0xC0 == 0x00 => PacketKind::Stun,
+        Some(0..=3) => PacketKind::Stun,
         Some(b) if b & 0xC0 == 0x40 => PacketKind::ChannelData,
         _ => PacketKind::Other,
     }
@@ -48,7 +49,7 @@ pub enum Frame {
 /// bytes"), so the returned length includes the padding. A returned length is
 /// never larger than `buf.len()`.
 pub fn frame(buf: &[u8]) -> Frame {
-    let Some((&[b0, b1, l0, l1], _)) = buf.split_first_chunk::<4>() else {
+    let Some((&[b0, _, l0, l1], _)) = buf.split_first_chunk::<4>() else {
         return match buf.first() {
             Some(b) if b & 0x80 != 0 => Frame::Invalid,
             _ => Frame::Incomplete {
@@ -56,7 +57,6 @@ pub fn frame(buf: &[u8]) -> Frame {
             },
         };
     };
-    let _ = b1;
     let len = usize::from(u16::from_be_bytes([l0, l1]));
     let total = match b0 & 0xC0 {
         0x00 => {
@@ -97,7 +97,8 @@ mod tests {
         assert_eq!(classify(&[0x40]), PacketKind::ChannelData);
         assert_eq!(classify(&[0x7f]), PacketKind::ChannelData);
         assert_eq!(classify(&[0x80]), PacketKind::Other);
-        assert_eq!(classify(&[0x16]), PacketKind::Stun);
+        assert_eq!(classify(&[0x16]), PacketKind::Other); // DTLS handshake
+        assert_eq!(classify(&[0x04]), PacketKind::Other);
         assert_eq!(classify(&[0xc0]), PacketKind::Other);
     }
 

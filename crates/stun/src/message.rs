@@ -264,9 +264,6 @@ impl<'a> Message<'a> {
                     }
                     _ => {}
                 }
-            } else if t == attr::FINGERPRINT {
-                // Only reachable after FINGERPRINT itself.
-                return Err(ParseError::FingerprintNotLast);
             }
             walk = next_walk;
             pos = next;

@@ -63,7 +63,10 @@ fn sample_is_valid() {
 fn truncated_header() {
     let m = sample();
     for n in 0..20 {
-        assert_eq!(Message::parse(&m[..n]).unwrap_err(), ParseError::TruncatedHeader);
+        assert_eq!(
+            Message::parse(&m[..n]).unwrap_err(),
+            ParseError::TruncatedHeader
+        );
     }
 }
 
@@ -84,7 +87,10 @@ fn length_exceeds_buffer_and_trailing_bytes() {
     );
     let mut longer = m.clone();
     longer.extend_from_slice(&[0; 4]);
-    assert_eq!(Message::parse(&longer).unwrap_err(), ParseError::TrailingBytes);
+    assert_eq!(
+        Message::parse(&longer).unwrap_err(),
+        ParseError::TrailingBytes
+    );
 }
 
 #[test]
@@ -94,14 +100,18 @@ fn attribute_overrun() {
     m.extend_from_slice(&[0x00, 0x06, 0x00, 0x10, b'a', b'b', b'c', b'd']);
     assert_eq!(
         Message::parse(&m).unwrap_err(),
-        ParseError::AttributeOverrun { typ: attr::USERNAME }
+        ParseError::AttributeOverrun {
+            typ: attr::USERNAME
+        }
     );
     // Value fits but its padding does not.
     let mut m = header_only(8);
     m.extend_from_slice(&[0x00, 0x06, 0x00, 0x05, b'a', b'b', b'c', b'd']);
     assert_eq!(
         Message::parse(&m).unwrap_err(),
-        ParseError::AttributeOverrun { typ: attr::USERNAME }
+        ParseError::AttributeOverrun {
+            typ: attr::USERNAME
+        }
     );
 }
 
@@ -122,29 +132,44 @@ fn bad_fingerprint() {
     let mut m = sample();
     let last = m.len() - 1;
     m[last] ^= 0x01;
-    assert_eq!(Message::parse(&m).unwrap_err(), ParseError::FingerprintMismatch);
+    assert_eq!(
+        Message::parse(&m).unwrap_err(),
+        ParseError::FingerprintMismatch
+    );
     // A changed byte elsewhere also breaks the CRC.
     let mut m = sample();
     m[25] ^= 0x20;
-    assert_eq!(Message::parse(&m).unwrap_err(), ParseError::FingerprintMismatch);
+    assert_eq!(
+        Message::parse(&m).unwrap_err(),
+        ParseError::FingerprintMismatch
+    );
 }
 
 #[test]
 fn fingerprint_bad_length() {
     let mut m = header_only(0);
     append_raw(&mut m, attr::FINGERPRINT, &[0; 8]);
-    assert_eq!(Message::parse(&m).unwrap_err(), ParseError::BadFingerprintLength);
+    assert_eq!(
+        Message::parse(&m).unwrap_err(),
+        ParseError::BadFingerprintLength
+    );
 }
 
 #[test]
 fn fingerprint_not_last() {
     let mut m = sample();
     append_raw(&mut m, attr::SOFTWARE, b"late");
-    assert_eq!(Message::parse(&m).unwrap_err(), ParseError::FingerprintNotLast);
+    assert_eq!(
+        Message::parse(&m).unwrap_err(),
+        ParseError::FingerprintNotLast
+    );
     // Even an attribute that would otherwise be ignored.
     let mut m = sample();
     append_raw(&mut m, attr::MESSAGE_INTEGRITY, &[0; 20]);
-    assert_eq!(Message::parse(&m).unwrap_err(), ParseError::FingerprintNotLast);
+    assert_eq!(
+        Message::parse(&m).unwrap_err(),
+        ParseError::FingerprintNotLast
+    );
 }
 
 #[test]
@@ -152,8 +177,14 @@ fn builder_refuses_attributes_after_fingerprint() {
     let mut buf = [0u8; 128];
     let mut b = MessageBuilder::new(&mut buf, allocate(), TID).unwrap();
     b.add_fingerprint().unwrap();
-    assert_eq!(b.add_u32(attr::LIFETIME, 1), Err(BuildError::AfterFingerprint));
-    assert_eq!(b.add_message_integrity(KEY), Err(BuildError::AfterFingerprint));
+    assert_eq!(
+        b.add_u32(attr::LIFETIME, 1),
+        Err(BuildError::AfterFingerprint)
+    );
+    assert_eq!(
+        b.add_message_integrity(KEY),
+        Err(BuildError::AfterFingerprint)
+    );
     let n = b.finish();
     assert!(Message::parse(&buf[..n]).unwrap().has_fingerprint());
 }
@@ -168,7 +199,10 @@ fn message_integrity_wrong_key_and_tamper() {
     let m = buf[..n].to_vec();
     let msg = Message::parse(&m).unwrap();
     assert_eq!(msg.verify_integrity(KEY), Ok(()));
-    assert_eq!(msg.verify_integrity(b"secret-kez"), Err(IntegrityError::Mismatch));
+    assert_eq!(
+        msg.verify_integrity(b"secret-kez"),
+        Err(IntegrityError::Mismatch)
+    );
     assert_eq!(msg.verify_integrity(b""), Err(IntegrityError::Mismatch));
     let mut tampered = m.clone();
     tampered[25] ^= 1; // inside USERNAME
@@ -192,14 +226,18 @@ fn message_integrity_bad_length() {
     append_raw(&mut m, attr::MESSAGE_INTEGRITY, &[0; 16]);
     assert_eq!(
         Message::parse(&m).unwrap_err(),
-        ParseError::BadIntegrityLength { typ: attr::MESSAGE_INTEGRITY }
+        ParseError::BadIntegrityLength {
+            typ: attr::MESSAGE_INTEGRITY
+        }
     );
     for bad in [12usize, 18, 36] {
         let mut m = header_only(0);
         append_raw(&mut m, attr::MESSAGE_INTEGRITY_SHA256, &vec![0; bad]);
         assert_eq!(
             Message::parse(&m).unwrap_err(),
-            ParseError::BadIntegrityLength { typ: attr::MESSAGE_INTEGRITY_SHA256 },
+            ParseError::BadIntegrityLength {
+                typ: attr::MESSAGE_INTEGRITY_SHA256
+            },
             "{bad}"
         );
     }
@@ -296,23 +334,53 @@ fn typed_getter_errors() {
     append_raw(&mut m, attr::REALM, &vec![b'a'; 764]);
     append_raw(&mut m, attr::CHANNEL_NUMBER, &[0x40, 0]);
     let msg = Message::parse(&m).unwrap();
-    assert_eq!(msg.lifetime(), Err(AttrError::BadLength { typ: attr::LIFETIME }));
-    assert_eq!(msg.username(), Err(AttrError::BadUtf8 { typ: attr::USERNAME }));
-    assert_eq!(msg.error_code(), Err(AttrError::BadValue { typ: attr::ERROR_CODE }));
+    assert_eq!(
+        msg.lifetime(),
+        Err(AttrError::BadLength {
+            typ: attr::LIFETIME
+        })
+    );
+    assert_eq!(
+        msg.username(),
+        Err(AttrError::BadUtf8 {
+            typ: attr::USERNAME
+        })
+    );
+    assert_eq!(
+        msg.error_code(),
+        Err(AttrError::BadValue {
+            typ: attr::ERROR_CODE
+        })
+    );
     assert_eq!(
         msg.requested_address_family(),
-        Err(AttrError::UnknownFamily { typ: attr::REQUESTED_ADDRESS_FAMILY, family: 3 })
+        Err(AttrError::UnknownFamily {
+            typ: attr::REQUESTED_ADDRESS_FAMILY,
+            family: 3
+        })
     );
     let peers: Vec<_> = msg.xor_peer_addresses().collect();
-    assert_eq!(peers, [Err(AttrError::BadLength { typ: attr::XOR_PEER_ADDRESS })]);
+    assert_eq!(
+        peers,
+        [Err(AttrError::BadLength {
+            typ: attr::XOR_PEER_ADDRESS
+        })]
+    );
     assert!(msg.unknown_attributes().is_err());
-    assert_eq!(msg.even_port(), Err(AttrError::BadLength { typ: attr::EVEN_PORT }));
+    assert_eq!(
+        msg.even_port(),
+        Err(AttrError::BadLength {
+            typ: attr::EVEN_PORT
+        })
+    );
     assert!(msg.password_algorithms().is_err());
     assert!(msg.password_algorithm().is_err());
     assert_eq!(msg.realm(), Err(AttrError::BadLength { typ: attr::REALM }));
     assert_eq!(
         msg.channel_number(),
-        Err(AttrError::BadLength { typ: attr::CHANNEL_NUMBER })
+        Err(AttrError::BadLength {
+            typ: attr::CHANNEL_NUMBER
+        })
     );
     // Absent attributes are Ok(None).
     assert_eq!(msg.nonce(), Ok(None));
@@ -322,7 +390,12 @@ fn typed_getter_errors() {
     let mut m = header_only(0);
     append_raw(&mut m, attr::ERROR_CODE, &[0, 0, 4, 100]);
     let msg = Message::parse(&m).unwrap();
-    assert_eq!(msg.error_code(), Err(AttrError::BadValue { typ: attr::ERROR_CODE }));
+    assert_eq!(
+        msg.error_code(),
+        Err(AttrError::BadValue {
+            typ: attr::ERROR_CODE
+        })
+    );
 }
 
 #[test]
@@ -334,7 +407,9 @@ fn unknown_comprehension_required_reports_each_once() {
     append_raw(&mut m, 0x0031, b"");
     append_raw(&mut m, 0x0030, b"");
     let msg = Message::parse(&m).unwrap();
-    let unknown: Vec<u16> = msg.unknown_comprehension_required(&[attr::USERNAME]).collect();
+    let unknown: Vec<u16> = msg
+        .unknown_comprehension_required(&[attr::USERNAME])
+        .collect();
     assert_eq!(unknown, [0x0030, 0x0031]);
     let unknown: Vec<u16> = msg.unknown_comprehension_required(&[]).collect();
     assert_eq!(unknown, [attr::USERNAME, 0x0030, 0x0031]);
@@ -385,13 +460,22 @@ fn build_all(buf: &mut [u8]) -> Result<usize, BuildError> {
 fn builder_value_limits() {
     let mut buf = vec![0u8; 70_000];
     let mut b = MessageBuilder::new(&mut buf, allocate(), TID).unwrap();
-    assert_eq!(b.add(attr::DATA, &vec![0; 65_536]), Err(BuildError::TooLong));
-    assert_eq!(b.add(attr::DATA, &vec![0; 65_532]), Err(BuildError::TooLong));
+    assert_eq!(
+        b.add(attr::DATA, &vec![0; 65_536]),
+        Err(BuildError::TooLong)
+    );
+    assert_eq!(
+        b.add(attr::DATA, &vec![0; 65_532]),
+        Err(BuildError::TooLong)
+    );
     b.add(attr::DATA, &vec![0; 65_528]).unwrap();
     assert_eq!(b.add_flag(attr::DONT_FRAGMENT), Err(BuildError::TooLong));
     assert_eq!(b.add_error_code(200, "no"), Err(BuildError::InvalidValue));
     let n = b.finish();
     assert_eq!(n, 20 + 65_532);
-    assert_eq!(Message::parse(&buf[..n]).unwrap().data().map(<[u8]>::len), Some(65_528));
+    assert_eq!(
+        Message::parse(&buf[..n]).unwrap().data().map(<[u8]>::len),
+        Some(65_528)
+    );
     assert!(MessageBuilder::new(&mut [0u8; 19], allocate(), TID).is_err());
 }

@@ -1,1 +1,59 @@
-fn main() {}
+//! `switchyard`: one binary for the real-time media servers of a self-hosted Matrix stack.
+//!
+//! `switchyard turn [coturn flags]` runs the TURN/STUN relay. Called as `turnserver` (a
+//! symlink or a renamed copy), the binary behaves as `switchyard turn`, so it drops into
+//! containers and units that start coturn.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+mod loadgen;
+mod logging;
+mod turn;
+
+const USAGE: &str = "\
+switchyard — TURN/STUN relay and SFU for self-hosted Matrix
+
+Usage:
+  switchyard turn [-c FILE] [coturn options...]   TURN/STUN relay (coturn drop-in)
+  switchyard turn --check-config [-c FILE] ...    print the effective relay config and exit
+  switchyard loadgen turn --secret S [options]    load generator (relay, alloc-rate, idle, flood)
+  switchyard --version
+  switchyard --help
+
+Called as `turnserver`, the binary runs `switchyard turn`.";
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if argv0 == "turnserver" {
+        args.remove(0);
+        return turn::main(args);
+    }
+    args.remove(0);
+    let Some(command) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match command.as_str() {
+        "turn" => turn::main(args.split_off(1)),
+        "loadgen" => loadgen::main(args.split_off(1)),
+        "--version" | "-V" | "version" => {
+            println!("switchyard {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        "--help" | "-h" | "help" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("switchyard: unknown command `{other}`\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

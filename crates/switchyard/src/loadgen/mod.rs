@@ -1,0 +1,38 @@
+//! `switchyard loadgen`: the project's own load generators.
+
+mod client;
+mod procstat;
+mod turn;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+const USAGE: &str = "Usage: switchyard loadgen turn [options]   (see `switchyard loadgen turn --help`)";
+
+pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
+    let Some(kind) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match kind.as_str() {
+        "turn" => {
+            let parsed = match turn::Args::try_parse_from(&args) {
+                Ok(a) => a,
+                Err(e) => e.exit(),
+            };
+            match turn::run(parsed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

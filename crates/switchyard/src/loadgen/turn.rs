@@ -1,0 +1,494 @@
+//! `switchyard loadgen turn`: drives any TURN server (ours or coturn) with Synapse-style
+//! credentials and reports what a relay costs.
+//!
+//! Modes:
+//! - `relay` (default): N allocations channel-bound to a loopback sink this process owns;
+//!   ChannelData of a given size at a given rate (or as fast as possible) for a given time.
+//!   Reports sent, relayed, loss, one-way latency percentiles (timestamps travel in the
+//!   payload) and, given the server's pid, server CPU seconds and µs per relayed packet.
+//! - `alloc-rate`: authenticated Allocate + Refresh(0) transactions per second.
+//! - `idle`: hold N allocations and report the server's RSS growth per allocation.
+//! - `flood`: `relay` plus unauthenticated Binding/Allocate from many source ports, and the
+//!   largest reply-to-request size ratio seen (amplification).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use switchyard_netio::RecvBatch;
+use switchyard_stun::channel_data;
+
+use super::client::{Credentials, TurnClient};
+use super::procstat::ProcStat;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    Relay,
+    AllocRate,
+    Idle,
+    Flood,
+}
+
+/// Load generator for TURN servers.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard loadgen turn")]
+pub(crate) struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "relay")]
+    mode: Mode,
+    /// The server's UDP address.
+    #[arg(long, default_value = "127.0.0.1:3478")]
+    server: SocketAddr,
+    /// The `static-auth-secret` (Synapse's `turn_shared_secret`).
+    #[arg(long)]
+    secret: String,
+    /// The user part of REST usernames; each allocation gets `<user>-<i>` so `user-quota`
+    /// does not cap the run.
+    #[arg(long, default_value = "@loadgen:example.org")]
+    user: String,
+    /// Allocations (relay, flood, idle) or concurrent workers (alloc-rate).
+    #[arg(long, short = 'n', default_value_t = 64)]
+    allocations: usize,
+    /// ChannelData payload bytes.
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Total packets per second over all allocations; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Run time in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Sender threads.
+    #[arg(long, default_value_t = 1)]
+    senders: usize,
+    /// The server's pid, for CPU and RSS figures.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Local address for clients and the sink.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Flood: unauthenticated requests per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    flood_rate: u64,
+    /// Print one machine-readable `key=value` line at the end (for scripts).
+    #[arg(long)]
+    kv: bool,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    switchyard_netio::raise_fd_limit();
+    match args.mode {
+        Mode::Relay => relay(&args, false),
+        Mode::Flood => relay(&args, true),
+        Mode::AllocRate => alloc_rate(&args),
+        Mode::Idle => idle(&args),
+    }
+}
+
+fn creds(args: &Args, i: usize) -> Credentials {
+    Credentials::rest(
+        &args.secret,
+        &format!("{}-{i}", args.user),
+        Duration::from_secs(3600),
+    )
+}
+
+fn progress(args: &Args, what: &'static str) -> ProgressBar {
+    if args.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"));
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Sets up `n` allocations, each bound to the sink on channel 0x4000.
+fn setup(args: &Args, sink: SocketAddr) -> anyhow::Result<Vec<TurnClient>> {
+    let mut clients = Vec::with_capacity(args.allocations);
+    for i in 0..args.allocations {
+        let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
+        c.allocate(None).with_context(|| format!("allocation {i}"))?;
+        c.channel_bind(0x4000, sink)
+            .with_context(|| format!("channel bind {i}"))?;
+        clients.push(c);
+    }
+    Ok(clients)
+}
+
+fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
+    if args.size < 16 {
+        bail!("--size must be at least 16 (the payload carries a sequence number and a timestamp)");
+    }
+    let sink = UdpSocket::bind(SocketAddr::new(args.bind, 0))?;
+    sink.set_nonblocking(true)?;
+    let _ = socket2::SockRef::from(&sink).set_recv_buffer_size(8 << 20);
+    let sink_addr = sink.local_addr()?;
+    let clients = setup(args, sink_addr)?;
+
+    let base = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let duration = Duration::from_secs_f64(args.duration);
+
+    let sink_thread = {
+        let stop = stop.clone();
+        let received = received.clone();
+        std::thread::spawn(move || sink_loop(sink, base, stop, received))
+    };
+
+    let flood_report = flood.then(|| {
+        let stop = stop.clone();
+        let server = args.server;
+        let bind = args.bind;
+        let rate = args.flood_rate;
+        std::thread::spawn(move || flood_loop(server, bind, rate, stop))
+    });
+
+    let cpu_before = args.server_pid.map(ProcStat::read).transpose()?;
+    let bar = progress(args, "relaying");
+    let senders = args.senders.clamp(1, clients.len().max(1));
+    let per_sender_rate = args.rate / senders as u64;
+    let mut groups: Vec<Vec<TurnClient>> = (0..senders).map(|_| Vec::new()).collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        groups[i % senders].push(c);
+    }
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for group in groups {
+        let sent = sent.clone();
+        let size = args.size;
+        handles.push(std::thread::spawn(move || {
+            send_loop(group, size, per_sender_rate, duration, base, &sent)
+        }));
+    }
+    while started.elapsed() < duration {
+        std::thread::sleep(Duration::from_millis(200));
+        let s = sent.load(Ordering::Relaxed);
+        let r = received.load(Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "sent {s} ({:.0} pps) relayed {r} ({:.0} pps)",
+            s as f64 / secs,
+            r as f64 / secs
+        ));
+    }
+    let mut clients = Vec::new();
+    for h in handles {
+        clients.extend(h.join().expect("sender thread"));
+    }
+    let send_time = started.elapsed();
+    // Let in-flight packets land before counting.
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu_after = args.server_pid.map(ProcStat::read).transpose()?;
+    stop.store(true, Ordering::Relaxed);
+    let hist = sink_thread.join().expect("sink thread");
+    let flood_stats = flood_report.map(|h| h.join().expect("flood thread"));
+    bar.finish_and_clear();
+    for c in &mut clients {
+        let _ = c.release();
+    }
+
+    let sent = sent.load(Ordering::Relaxed);
+    let relayed = received.load(Ordering::Relaxed);
+    let loss = if sent == 0 {
+        0.0
+    } else {
+        100.0 * (sent.saturating_sub(relayed)) as f64 / sent as f64
+    };
+    let secs = send_time.as_secs_f64();
+    println!(
+        "relay: {} allocations, {} B payload, {:.1} s: sent {sent} ({:.0} pps), relayed {relayed} ({:.0} pps), loss {loss:.3} %",
+        args.allocations,
+        args.size,
+        secs,
+        sent as f64 / secs,
+        relayed as f64 / secs
+    );
+    let (p50, p99, p999) = (
+        hist.value_at_quantile(0.50),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+    );
+    println!("latency one-way (µs): p50 {p50} p99 {p99} p99.9 {p999} max {}", hist.max());
+    let mut cpu_us_per_packet = None;
+    if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+        let cpu = a.cpu_seconds() - b.cpu_seconds();
+        let per = if relayed > 0 {
+            cpu * 1e6 / relayed as f64
+        } else {
+            f64::NAN
+        };
+        cpu_us_per_packet = Some(per);
+        println!(
+            "server cpu: {cpu:.2} s ({:.0} % of one core), {per:.2} µs per relayed packet",
+            100.0 * cpu / secs
+        );
+    }
+    if let Some(f) = &flood_stats {
+        println!(
+            "flood: {} unauthenticated requests sent, {} replies, max reply/request size ratio {:.2}",
+            f.sent, f.replies, f.max_ratio
+        );
+    }
+    if args.kv {
+        println!(
+            "kv mode={} sent={sent} relayed={relayed} loss_pct={loss:.4} pps={:.0} p50_us={p50} p99_us={p99} p999_us={p999} cpu_us_per_pkt={} flood_sent={} flood_ratio={:.2}",
+            if flood { "flood" } else { "relay" },
+            relayed as f64 / secs,
+            cpu_us_per_packet.map_or("nan".into(), |v| format!("{v:.3}")),
+            flood_stats.as_ref().map_or(0, |f| f.sent),
+            flood_stats.as_ref().map_or(0.0, |f| f.max_ratio),
+        );
+    }
+    Ok(())
+}
+
+fn send_loop(
+    clients: Vec<TurnClient>,
+    size: usize,
+    rate: u64,
+    duration: Duration,
+    base: Instant,
+    sent: &AtomicU64,
+) -> Vec<TurnClient> {
+    let mut packet = vec![0u8; channel_data::HEADER_LEN + size];
+    let mut header = [0u8; 4];
+    channel_data::write_header(&mut header, 0x4000, size as u16);
+    packet[..4].copy_from_slice(&header);
+    let start = Instant::now();
+    let mut seq: u64 = 0;
+    let mut reported: u64 = 0;
+    let mut report = |seq: u64| {
+        sent.fetch_add(seq - reported, Ordering::Relaxed);
+        reported = seq;
+    };
+    let mut i = 0;
+    let mut send_one = |seq: u64, i: &mut usize| {
+        let stamp = base.elapsed().as_nanos() as u64;
+        packet[4..12].copy_from_slice(&seq.to_be_bytes());
+        packet[12..20].copy_from_slice(&stamp.to_be_bytes());
+        let c = &clients[*i % clients.len()];
+        *i += 1;
+        match c.socket.send(&packet) {
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    };
+    if clients.is_empty() {
+        return clients;
+    }
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        if rate == 0 {
+            for _ in 0..64 {
+                if send_one(seq, &mut i) {
+                    seq += 1;
+                }
+            }
+            report(seq);
+        } else {
+            // Paced: send what is due, then sleep to the next millisecond — no spinning,
+            // so the generator does not steal the server's core.
+            let due = (elapsed.as_secs_f64() * rate as f64) as u64;
+            while seq < due {
+                send_one(seq, &mut i);
+                seq += 1;
+            }
+            report(seq);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    report(seq);
+    drop(send_one);
+    clients
+}
+
+fn sink_loop(sink: UdpSocket, base: Instant, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut rx = RecvBatch::new(0, 2048, 0);
+    let mut count = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let n = rx.recv(&sink).unwrap_or(0);
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let now = base.elapsed().as_nanos() as u64;
+        for i in 0..n {
+            let p = rx.payload(i);
+            if p.len() >= 16 {
+                let stamp = u64::from_be_bytes(p[8..16].try_into().expect("8 bytes"));
+                let us = now.saturating_sub(stamp) / 1000;
+                let _ = hist.record(us.max(1));
+            }
+        }
+        count += n as u64;
+        received.store(count, Ordering::Relaxed);
+    }
+    hist
+}
+
+struct FloodStats {
+    sent: u64,
+    replies: u64,
+    max_ratio: f64,
+}
+
+/// Unauthenticated Binding and Allocate requests from 64 source ports.
+fn flood_loop(server: SocketAddr, bind: std::net::IpAddr, rate: u64, stop: Arc<AtomicBool>) -> FloodStats {
+    use switchyard_stun::{Class, MessageBuilder, MessageType, Method, TransactionId};
+    let sockets: Vec<UdpSocket> = (0..64)
+        .filter_map(|_| UdpSocket::bind(SocketAddr::new(bind, 0)).ok())
+        .inspect(|s| {
+            let _ = s.set_nonblocking(true);
+        })
+        .collect();
+    let mut stats = FloodStats {
+        sent: 0,
+        replies: 0,
+        max_ratio: 0.0,
+    };
+    let mut reqs: Vec<Vec<u8>> = Vec::new();
+    for method in [Method::BINDING, Method::ALLOCATE] {
+        let mut buf = [0u8; 64];
+        let typ = MessageType {
+            class: Class::Request,
+            method,
+        };
+        let mut b = MessageBuilder::new(&mut buf, typ, TransactionId([7; 12])).expect("fits");
+        if method == Method::ALLOCATE {
+            b.add_requested_transport(17).expect("fits");
+        }
+        let n = b.finish();
+        reqs.push(buf[..n].to_vec());
+    }
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) && !sockets.is_empty() {
+        for (i, s) in sockets.iter().enumerate() {
+            let req = &reqs[i % reqs.len()];
+            if s.send_to(req, server).is_ok() {
+                stats.sent += 1;
+            }
+            while let Ok((n, _)) = s.recv_from(&mut buf) {
+                stats.replies += 1;
+                stats.max_ratio = stats.max_ratio.max(n as f64 / req.len() as f64);
+            }
+        }
+        if rate > 0 {
+            let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+            if stats.sent > due {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    stats
+}
+
+fn alloc_rate(args: &Args) -> anyhow::Result<()> {
+    let duration = Duration::from_secs_f64(args.duration);
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let bar = progress(args, "allocating");
+    let cpu_before = args.server_pid.map(ProcStat::read).transpose()?;
+    let start = Instant::now();
+    let workers = args.allocations.max(1);
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let done = done.clone();
+        let failed = failed.clone();
+        let server = args.server;
+        let bind = args.bind;
+        let creds = creds(args, w);
+        handles.push(std::thread::spawn(move || {
+            while start.elapsed() < duration {
+                // A fresh 5-tuple per allocation, like a new client: the full challenge,
+                // authenticated Allocate, then Refresh(0) to free it.
+                let Ok(mut c) = TurnClient::new(SocketAddr::new(bind, 0), server, creds.clone()) else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                match c.allocate(None).and_then(|_| c.release()) {
+                    Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    while start.elapsed() < duration {
+        std::thread::sleep(Duration::from_millis(200));
+        bar.set_message(format!(
+            "{} allocations ({:.0}/s)",
+            done.load(Ordering::Relaxed),
+            done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+        ));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_after = args.server_pid.map(ProcStat::read).transpose()?;
+    bar.finish_and_clear();
+    let n = done.load(Ordering::Relaxed);
+    let rate = n as f64 / secs;
+    println!(
+        "alloc-rate: {n} authenticated allocations in {secs:.1} s = {rate:.0}/s ({} failed)",
+        failed.load(Ordering::Relaxed)
+    );
+    let mut cpu_per = f64::NAN;
+    if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+        let cpu = a.cpu_seconds() - b.cpu_seconds();
+        cpu_per = cpu * 1e6 / n.max(1) as f64;
+        println!("server cpu: {cpu:.2} s, {cpu_per:.1} µs per allocation");
+    }
+    if args.kv {
+        println!("kv mode=alloc-rate allocs={n} per_sec={rate:.0} cpu_us_per_alloc={cpu_per:.1}");
+    }
+    Ok(())
+}
+
+fn idle(args: &Args) -> anyhow::Result<()> {
+    let Some(pid) = args.server_pid else {
+        bail!("--mode idle needs --server-pid to read the server's RSS");
+    };
+    let before = ProcStat::read(pid)?.rss_kib;
+    let bar = progress(args, "allocating");
+    let mut clients = Vec::with_capacity(args.allocations);
+    for i in 0..args.allocations {
+        let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
+        c.allocate(None).with_context(|| format!("allocation {i}"))?;
+        clients.push(c);
+        if i % 256 == 0 {
+            bar.set_message(format!("{i} allocations"));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = ProcStat::read(pid)?.rss_kib;
+    bar.finish_and_clear();
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / clients.len().max(1) as f64;
+    println!(
+        "idle: {} allocations held; server RSS {before} KiB -> {after} KiB = {per:.0} B per allocation",
+        clients.len()
+    );
+    if args.kv {
+        println!("kv mode=idle allocations={} rss_before_kib={before} rss_after_kib={after} bytes_per_alloc={per:.0}", clients.len());
+    }
+    for c in &mut clients {
+        let _ = c.release();
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! `switchyard turn`: start-up, worker threads and signals of the TURN/STUN relay.
+
+mod settings;
+mod worker;
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use switchyard_config::TurnConfig;
+use switchyard_netio::UdpOptions;
+
+use crate::logging::{self, LogTarget};
+use worker::{Listeners, Shared, Worker};
+
+/// Entry point for `switchyard turn ARGS` and for `turnserver ARGS`.
+pub(crate) fn main(mut args: Vec<OsString>) -> ExitCode {
+    let check_only = take_flag(&mut args, "--check-config");
+    let config = match switchyard_config::load_turn(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchyard turn: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if check_only {
+        for w in &config.warnings {
+            eprintln!("warning: {w}");
+        }
+        print!("{}", config.effective_summary());
+        return ExitCode::SUCCESS;
+    }
+    let level = settings::log_level(&config);
+    let target = match settings::log_file(&config) {
+        Some(path) => LogTarget::File(path),
+        None => LogTarget::Stdout,
+    };
+    if let Err(e) = logging::init(target, level) {
+        eprintln!("switchyard turn: log-file: {e}");
+        return ExitCode::from(1);
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("switchyard turn: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn take_flag(args: &mut Vec<OsString>, flag: &str) -> bool {
+    let before = args.len();
+    args.retain(|a| a != flag);
+    args.len() != before
+}
+
+fn run(config: TurnConfig) -> anyhow::Result<()> {
+    let plan = settings::Plan::from_config(&config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Shared {
+        stop: stop.clone(),
+        tls: plan.tls.clone(),
+        relay_socket_options: UdpOptions {
+            reuse_port: false,
+            buffer_size: plan.socket_buffer,
+        },
+    };
+
+    let mut handles = Vec::new();
+    let mut wakers = Vec::new();
+    for id in 0..plan.workers {
+        let listeners = open_listeners(&plan, plan.workers > 1)?;
+        let server = switchyard_turn::Server::new(plan.server_config(id));
+        let (worker, waker) = Worker::new(id, server, listeners, shared.clone())
+            .context("cannot set up worker event loop")?;
+        wakers.push(waker);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("turn-worker-{id}"))
+                .spawn(move || worker.run())
+                .context("cannot start worker thread")?,
+        );
+    }
+    settings::write_pidfile(&config);
+    tracing::info!(
+        workers = plan.workers,
+        udp = ?plan.udp_addrs,
+        tcp = ?plan.tcp_addrs,
+        relay_ports = ?plan.port_range,
+        "switchyard turn {} listening",
+        env!("CARGO_PKG_VERSION"),
+    );
+
+    wait_for_stop_signal()?;
+    tracing::info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+    for w in &wakers {
+        let _ = w.wake();
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    settings::remove_pidfile(&config);
+    Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT. SIGHUP and SIGUSR2 (coturn: reopen logs / reload
+/// certificates) are acknowledged and logged; live reload is a later feature.
+fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
+        .context("cannot install signal handlers")?;
+    for sig in signals.forever() {
+        match sig {
+            SIGTERM | SIGINT => return Ok(()),
+            other => tracing::info!(signal = other, "signal received; reload is not implemented yet"),
+        }
+    }
+    Ok(())
+}
+
+/// Opens one worker's listening sockets. With several workers every socket carries
+/// `SO_REUSEPORT`, so each worker gets its own and the kernel spreads clients by 5-tuple.
+fn open_listeners(plan: &settings::Plan, reuse_port: bool) -> anyhow::Result<Listeners> {
+    let opts = UdpOptions {
+        reuse_port,
+        buffer_size: plan.socket_buffer,
+    };
+    let mut udp = Vec::new();
+    for addr in &plan.udp_addrs {
+        udp.push(
+            switchyard_netio::bind_udp(*addr, opts)
+                .with_context(|| format!("cannot listen on udp {addr}"))?,
+        );
+    }
+    let mut tcp = Vec::new();
+    for addr in &plan.tcp_addrs {
+        tcp.push(
+            switchyard_netio::bind_tcp(*addr, reuse_port)
+                .with_context(|| format!("cannot listen on tcp {addr}"))?,
+        );
+    }
+    if udp.is_empty() && tcp.is_empty() {
+        bail!("no listener configured (no-udp and no-tcp and no TLS)");
+    }
+    Ok(Listeners { udp, tcp })
+}
+
+/// Addresses to listen on: `listening-ip` lines, or every address of the host (coturn's
+/// default), each on every port.
+pub(crate) fn listen_addrs(ips: &[IpAddr], ports: &[u16]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for ip in ips {
+        for port in ports {
+            let addr = SocketAddr::new(*ip, *port);
+            if !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+    }
+    out
+}

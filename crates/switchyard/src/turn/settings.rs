@@ -1,0 +1,257 @@
+//! From coturn's options (`switchyard_config::TurnConfig`) to what the workers run with:
+//! listener addresses, TLS, worker count, and one `switchyard_turn::ServerConfig` per worker.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use switchyard_config::TurnConfig;
+use switchyard_turn::{
+    Auth, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig, User,
+};
+
+/// Everything `run` needs, derived once from the config.
+pub(crate) struct Plan {
+    pub(crate) workers: usize,
+    pub(crate) udp_addrs: Vec<SocketAddr>,
+    pub(crate) tcp_addrs: Vec<SocketAddr>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) port_range: RangeInclusive<u16>,
+    pub(crate) socket_buffer: usize,
+    base: ServerConfig,
+}
+
+impl Plan {
+    pub(crate) fn from_config(cfg: &TurnConfig) -> anyhow::Result<Self> {
+        let listen_ips: Vec<IpAddr> = if cfg.listening_ips.is_empty() {
+            switchyard_netio::local_addresses().context("cannot list the host's addresses")?
+        } else {
+            cfg.listening_ips.clone()
+        };
+
+        let tls = if cfg.no_tls {
+            None
+        } else {
+            match (&cfg.cert, &cfg.pkey) {
+                (Some(cert), Some(key)) => {
+                    let versions = if cfg.no_tlsv1_2 {
+                        switchyard_netio::tls::TlsVersions::Tls13Only
+                    } else {
+                        switchyard_netio::tls::TlsVersions::Tls12And13
+                    };
+                    Some(
+                        switchyard_netio::tls::server_config(cert, key, versions)
+                            .context("TLS (cert=/pkey=)")?,
+                    )
+                }
+                _ => {
+                    // coturn starts without TLS listeners when no certificate is configured.
+                    tracing::info!("no cert/pkey configured: TLS listener disabled");
+                    None
+                }
+            }
+        };
+
+        let mut udp_ports = Vec::new();
+        let mut tcp_ports = Vec::new();
+        if !cfg.no_udp {
+            udp_ports.push(cfg.listening_port);
+        }
+        if !cfg.no_tcp {
+            tcp_ports.push(cfg.listening_port);
+        }
+        if tls.is_some() && cfg.tls_listening_port != cfg.listening_port {
+            // TLS and plain TCP are told apart by the first byte on either port, as in coturn.
+            tcp_ports.push(cfg.tls_listening_port);
+        }
+        let udp_addrs = crate::turn::listen_addrs(&listen_ips, &udp_ports);
+        let tcp_addrs = crate::turn::listen_addrs(&listen_ips, &tcp_ports);
+
+        if cfg.min_port > cfg.max_port {
+            bail!("min-port {} is above max-port {}", cfg.min_port, cfg.max_port);
+        }
+        let workers = cfg.relay_threads.clamp(1, 64);
+        let port_range = cfg.min_port..=cfg.max_port;
+        let span = u32::from(cfg.max_port) - u32::from(cfg.min_port) + 1;
+        if (span as usize) < workers {
+            bail!(
+                "relay port range {}-{} has fewer ports than relay-threads={workers}",
+                cfg.min_port,
+                cfg.max_port
+            );
+        }
+
+        let realm = cfg.realm.clone().unwrap_or_else(|| "switchyard".to_owned());
+        let auth = auth(cfg, &realm)?;
+        let mut own_addrs = listen_ips.clone();
+        own_addrs.extend(cfg.relay_ips.iter().copied());
+        let mut allowed: Vec<(IpAddr, IpAddr)> =
+            cfg.allowed_peer_ips.iter().map(|r| (r.first, r.last)).collect();
+        let external_ips: Vec<ExternalIp> = cfg
+            .external_ips
+            .iter()
+            .map(|e| ExternalIp {
+                public: e.public,
+                private: e.private,
+            })
+            .collect();
+        // coturn whitelists the private half of `external-ip=PUB/PRIV` (turn-anchors §1.4).
+        for e in &external_ips {
+            if let Some(private) = e.private {
+                allowed.push((private, private));
+            }
+        }
+        let mut policy = PeerPolicy::new(PolicyConfig {
+            allowed,
+            denied: cfg.denied_peer_ips.iter().map(|r| (r.first, r.last)).collect(),
+            allow_loopback: cfg.allow_loopback_peers,
+            no_multicast: cfg.no_multicast_peers,
+            own_addrs,
+        });
+        policy.set_relay_ports(port_range.clone());
+
+        let now = Instant::now();
+        let unix_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut nonce_key = [0u8; 32];
+        getrandom::getrandom(&mut nonce_key)
+            .map_err(|e| anyhow::anyhow!("no OS randomness for the nonce key: {e}"))?;
+
+        let mut base = ServerConfig::new(realm, ClockAnchor {
+            instant: now,
+            unix_secs,
+        });
+        base.auth = auth;
+        base.policy = policy;
+        base.relay_ips = cfg.relay_ips.clone();
+        base.external_ips = external_ips;
+        base.port_range = port_range.clone();
+        base.max_lifetime = Duration::from_secs(u64::from(cfg.max_allocate_lifetime.max(1)));
+        base.default_lifetime = Duration::from_secs(600).min(base.max_lifetime);
+        base.permission_lifetime = Duration::from_secs(u64::from(cfg.permission_lifetime.max(1)));
+        base.channel_lifetime = Duration::from_secs(u64::from(cfg.channel_lifetime.max(1)));
+        base.stale_nonce = match cfg.stale_nonce {
+            0 => None,
+            secs => Some(Duration::from_secs(u64::from(secs))),
+        };
+        base.user_quota = cfg.user_quota;
+        base.total_quota = cfg.total_quota;
+        base.quotas = Arc::new(Quotas::new());
+        base.fingerprint = cfg.fingerprint;
+        base.software = if cfg.software_attribute {
+            Some(format!("switchyard {}", env!("CARGO_PKG_VERSION")))
+        } else {
+            None
+        };
+        base.no_udp_relay = cfg.no_udp_relay;
+        base.no_tcp_relay = cfg.no_tcp_relay;
+        // Channel numbers up to 0x7FFE (RFC 5766) are accepted whatever `rfc5766-channel-numbers`
+        // says: Debian's coturn 4.6 clients (turnutils_uclient) and servers use them, and a
+        // drop-in must not break the clients coturn serves today. RFC 8656 narrowed the range
+        // to 0x4FFF to keep clear of RFC 7983 demultiplexing, which a relay's client port
+        // never needs.
+        base.rfc5766_channel_numbers = true;
+        base.nonce_key = nonce_key;
+        base.stun_only = cfg.stun_only;
+        base.no_stun = cfg.no_stun;
+        base.no_auth = matches!(base.auth, Auth::None);
+
+        Ok(Self {
+            workers,
+            udp_addrs,
+            tcp_addrs,
+            tls,
+            port_range,
+            socket_buffer: cfg.sock_buf_size,
+            base,
+        })
+    }
+
+    /// Worker `id`'s server config: the shared one with its own slice of the relay ports,
+    /// so a relay port is only ever bound (and its traffic handled) by one worker.
+    pub(crate) fn server_config(&self, id: usize) -> ServerConfig {
+        let mut cfg = self.base.clone();
+        let lo = u32::from(*self.port_range.start());
+        let span = u32::from(*self.port_range.end()) - lo + 1;
+        let n = self.workers as u32;
+        let id = id as u32;
+        let start = lo + span * id / n;
+        let end = lo + span * (id + 1) / n - 1;
+        cfg.port_range = (start as u16)..=(end as u16);
+        cfg
+    }
+}
+
+fn auth(cfg: &TurnConfig, realm: &str) -> anyhow::Result<Auth> {
+    let mut users = Vec::new();
+    for u in &cfg.users {
+        users.push(match &u.key {
+            switchyard_config::UserKey::Password(p) => User::with_password(&u.name, realm, p),
+            switchyard_config::UserKey::Key(k) => User::with_key(&u.name, *k),
+        });
+    }
+    let secrets = if cfg.use_auth_secret {
+        if cfg.static_auth_secrets.is_empty() {
+            bail!("use-auth-secret is set but no static-auth-secret is configured");
+        }
+        cfg.static_auth_secrets.clone()
+    } else {
+        Vec::new()
+    };
+    if users.is_empty() && secrets.is_empty() {
+        if cfg.lt_cred_mech {
+            bail!("lt-cred-mech is set but no user= or static-auth-secret= is configured");
+        }
+        tracing::warn!("no credentials configured: anyone may allocate (coturn's no-auth)");
+        return Ok(Auth::None);
+    }
+    Ok(Auth::LongTerm {
+        users,
+        secrets,
+        separator: cfg.rest_api_separator,
+    })
+}
+
+/// The tracing filter for coturn's verbosity flags.
+pub(crate) fn log_level(cfg: &TurnConfig) -> &'static str {
+    if cfg.extra_verbose {
+        "debug"
+    } else {
+        "info"
+    }
+}
+
+/// A log file path, or `None` for stdout (`log-file=stdout`, `-`, unset, or `syslog`, which
+/// containers collect from stdout).
+pub(crate) fn log_file(cfg: &TurnConfig) -> Option<&Path> {
+    match cfg.log_file.as_deref() {
+        None => None,
+        Some(p) => {
+            let s = p.to_string_lossy();
+            if s == "stdout" || s == "-" || s == "syslog" || s.is_empty() {
+                None
+            } else {
+                Some(p)
+            }
+        }
+    }
+}
+
+pub(crate) fn write_pidfile(cfg: &TurnConfig) {
+    if let Some(path) = &cfg.pidfile {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write pidfile");
+        }
+    }
+}
+
+pub(crate) fn remove_pidfile(cfg: &TurnConfig) {
+    if let Some(path) = &cfg.pidfile {
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs everything: installs the real peers, then fmt, clippy, unit + interop tests, fuzz smoke
+# runs and quick benchmarks. This is what CI runs (.ci/run) and what the README calls
+# "run everything".
+#
+# Skips, for fast local iteration (all steps run by default):
+#   SKIP_INSTALL=1   don't run tests/install-peers.sh
+#   SKIP_LINT=1      no cargo fmt --check / clippy
+#   SKIP_TEST=1      no cargo test
+#   SKIP_FUZZ=1      no fuzz smoke runs        FUZZ_SECS=20  seconds per fuzz target
+#   SKIP_BENCH=1     no quick benchmarks
+# SWITCHYARD_INTEROP=1 is exported, so a missing peer fails the interop tests instead of
+# skipping them. SWITCHYARD_TEST_SERVER=coturn runs the interop tests against coturn.
+# Uses the default target dir (or CARGO_TARGET_DIR if set): the interop tests look for the
+# switchyard binary next to themselves.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+started=$SECONDS
+step() { printf '\n==> [%4ss] %s\n' "$((SECONDS - started))" "$*"; }
+on() { [ "${!1:-0}" != 1 ]; }
+
+export SWITCHYARD_INTEROP=1
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+if on SKIP_INSTALL; then
+    step "install peers"
+    bash tests/install-peers.sh
+fi
+
+if on SKIP_LINT; then
+    step "cargo fmt --check"
+    cargo fmt --all --check
+    step "cargo clippy"
+    cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+if on SKIP_TEST; then
+    # cargo test does not build another package's binary; the interop tests run this one.
+    step "cargo build -p switchyard --profile ci"
+    cargo build -p switchyard --profile ci
+    step "cargo test --workspace --profile ci"
+    cargo test --workspace --profile ci
+fi
+
+if on SKIP_FUZZ; then
+    step "fuzz smoke runs (${FUZZ_SECS:-20} s each)"
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        step "cargo install cargo-fuzz --locked"
+        cargo install cargo-fuzz --locked
+    fi
+    # cargo-fuzz needs nightly -Z flags. Use the nightly toolchain when rustup has one;
+    # otherwise the stable toolchain with RUSTC_BOOTSTRAP=1 (its rust-std ships the ASan
+    # runtime), since this machine cannot download another toolchain.
+    if rustup run nightly rustc --version >/dev/null 2>&1; then
+        fuzz=(cargo +nightly fuzz)
+    else
+        echo "no nightly toolchain: fuzzing with stable + RUSTC_BOOTSTRAP=1"
+        export RUSTC_BOOTSTRAP=1
+        fuzz=(cargo fuzz)
+    fi
+    targets=(stun_parse channel_data turn_server turn_config)
+    step "cargo fuzz build"
+    "${fuzz[@]}" build
+    for t in "${targets[@]}"; do
+        step "fuzz $t"
+        log="$(mktemp)"
+        if ! "${fuzz[@]}" run "$t" -- -max_total_time="${FUZZ_SECS:-20}" -print_final_stats=1 >"$log" 2>&1; then
+            tail -n 80 "$log"
+            echo "fuzz target $t failed (crash input saved under fuzz/artifacts/$t)"
+            exit 1
+        fi
+        grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || tail -n 3 "$log"
+        rm -f "$log"
+    done
+fi
+
+if on SKIP_BENCH; then
+    step "cargo bench -p switchyard-benches (quick)"
+    cargo bench -p switchyard-benches -- --quick --warm-up-time 1 --measurement-time 2
+fi
+
+step "all done"

@@ -1,0 +1,164 @@
+//! coturn's own clients against the server under test: `turnutils_uclient` relaying to a
+//! `turnutils_peer` echo server on loopback, with Synapse-style REST credentials.
+
+use std::time::Duration;
+use switchyard_tests::creds::synapse_style;
+use switchyard_tests::need;
+use switchyard_tests::process::tail;
+use switchyard_tests::server::{ServerOptions, TestServer};
+use switchyard_tests::stun;
+use switchyard_tests::uclient::{Auth, ClientTransport, EchoPeer, Run, parse_totals};
+
+const MXID: &str = "@alice:switchyard.test";
+
+/// Relays 4 clients × 50 messages × 170 bytes and requires every one to come back.
+fn relay_round_trip(transport: ClientTransport, send_indications: bool, auth: Option<Auth>) {
+    let tls = transport == ClientTransport::Tls;
+    let mut server = need!(TestServer::start(ServerOptions {
+        tls,
+        ..ServerOptions::default()
+    }));
+    let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
+    let port = if tls {
+        server.ports.tls
+    } else {
+        server.ports.listen
+    };
+    let auth = auth.unwrap_or_else(|| Auth::Secret {
+        user: MXID.to_string(),
+        secret: server.secret().to_string(),
+    });
+    let mut run = Run::new(port, peer.port, auth);
+    run.transport = transport;
+    run.send_indications = send_indications;
+    let label = format!("{transport:?}-{send_indications}");
+    let done = need!(run.run(&server.dir, &label));
+    server.assert_alive();
+    let context = || {
+        format!(
+            "{} via {transport:?} (send indications: {send_indications}), uclient exit {:?} after {:?}\n\
+             ---- uclient tail ----\n{}\n---- server tail ----\n{}",
+            server.describe(),
+            done.status,
+            done.elapsed,
+            tail(&done.output, 25),
+            server.log_tail(25)
+        )
+    };
+    assert!(
+        !done.timed_out(),
+        "turnutils_uclient timed out: {}",
+        context()
+    );
+    let totals =
+        parse_totals(&done.output).unwrap_or_else(|| panic!("no totals printed: {}", context()));
+    let expected = u64::from(run.clients * run.messages);
+    assert_eq!(totals.sent, expected, "not all sent: {}", context());
+    assert_eq!(totals.received, totals.sent, "lost packets: {}", context());
+    assert_eq!(totals.lost, 0, "lost packets: {}", context());
+    assert!(done.success(), "uclient failed: {}", context());
+}
+
+#[test]
+fn udp_channel_data() {
+    relay_round_trip(ClientTransport::Udp, false, None);
+}
+
+#[test]
+fn udp_send_indications() {
+    relay_round_trip(ClientTransport::Udp, true, None);
+}
+
+#[test]
+fn tcp_channel_data() {
+    relay_round_trip(ClientTransport::Tcp, false, None);
+}
+
+#[test]
+fn tcp_send_indications() {
+    relay_round_trip(ClientTransport::Tcp, true, None);
+}
+
+#[test]
+fn tls_channel_data() {
+    relay_round_trip(ClientTransport::Tls, false, None);
+}
+
+/// The same credential Synapse would mint, computed here rather than by uclient's `-W`, so
+/// the expired-credential test below fails only because of the timestamp.
+#[test]
+fn synapse_style_password_computed_here() {
+    let secret = ServerOptions::default().secret;
+    let (username, password) = synapse_style(&secret, MXID, 3600);
+    relay_round_trip(
+        ClientTransport::Udp,
+        false,
+        Some(Auth::Password { username, password }),
+    );
+}
+
+/// A credential the server must refuse: uclient must end promptly (the server answers with
+/// an error rather than staying silent), unsuccessfully, with nothing relayed.
+fn refused(auth_for: impl FnOnce(&str) -> Auth, what: &str) {
+    let mut server = need!(TestServer::start(ServerOptions::default()));
+    let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
+    let mut run = Run::new(server.ports.listen, peer.port, auth_for(server.secret()));
+    run.clients = 1;
+    run.messages = 5;
+    run.timeout = Duration::from_secs(20);
+    let done = need!(run.run(&server.dir, what));
+    server.assert_alive();
+    let context = format!(
+        "{what} against {}: uclient exit {:?} after {:?}\n---- uclient tail ----\n{}\n---- server tail ----\n{}",
+        server.describe(),
+        done.status,
+        done.elapsed,
+        tail(&done.output, 25),
+        server.log_tail(25)
+    );
+    assert!(
+        !done.timed_out(),
+        "no answer to a bad credential: {context}"
+    );
+    assert!(!done.success(), "allocation succeeded: {context}");
+    if let Some(t) = parse_totals(&done.output) {
+        assert_eq!(t.received, 0, "data relayed: {context}");
+    }
+    assert!(
+        done.output.contains("Cannot complete Allocation"),
+        "uclient did not report a refused allocation: {context}"
+    );
+}
+
+#[test]
+fn wrong_secret_is_refused() {
+    refused(
+        |_| Auth::Secret {
+            user: MXID.to_string(),
+            secret: "not-the-secret".to_string(),
+        },
+        "wrong-secret",
+    );
+}
+
+#[test]
+fn expired_username_is_refused() {
+    refused(
+        |secret| {
+            let (username, password) = synapse_style(secret, MXID, -60);
+            Auth::Password { username, password }
+        },
+        "expired-username",
+    );
+}
+
+/// RFC 8489 §6.3.1: a Binding request is answered with our own transport address in
+/// XOR-MAPPED-ADDRESS (no credentials needed).
+#[test]
+fn binding_reflects_source_address() {
+    let server = need!(TestServer::start(ServerOptions::default()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (mapped, local) = stun::binding(server.udp_addr(), deadline)
+        .unwrap_or_else(|| panic!("no Binding response from {}", server.describe()));
+    assert_eq!(mapped, local);
+}
