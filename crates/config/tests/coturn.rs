@@ -22,7 +22,9 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 #[test]
@@ -58,7 +60,9 @@ fn line_grammar() {
 
 #[test]
 fn booleans_and_repeats() {
-    let c = parse("no-udp=yes\nno-tcp=off\nlistening-ip=127.0.0.1\nlistening-ip=::1\nstatic-auth-secret=a\nstatic-auth-secret=b\nuse-auth-secret=true\n");
+    let c = parse(
+        "no-udp=yes\nno-tcp=off\nlistening-ip=127.0.0.1\nlistening-ip=::1\nstatic-auth-secret=a\nstatic-auth-secret=b\nuse-auth-secret=true\n",
+    );
     assert!(c.no_udp && !c.no_tcp && c.use_auth_secret);
     assert_eq!(c.listening_ips, vec![ip("127.0.0.1"), ip("::1")]);
     assert_eq!(c.static_auth_secrets, vec!["a", "b"]);
@@ -70,7 +74,10 @@ fn errors_name_file_line_and_key() {
         err("realm=x\nlistening-port=34x78\n"),
         "t.conf:2: listening-port: `34x78` is not a number"
     );
-    assert_eq!(err("\n\nmin-port=0\n"), "t.conf:3: min-port: port 0 is out of range (1-65535)");
+    assert_eq!(
+        err("\n\nmin-port=0\n"),
+        "t.conf:3: min-port: port 0 is out of range (1-65535)"
+    );
     assert_eq!(
         err("fingerprint=maybe\n"),
         "t.conf:1: fingerprint: `maybe` is not a boolean (use yes/no, true/false, on/off, 1/0)"
@@ -87,7 +94,10 @@ fn errors_name_file_line_and_key() {
         err("min-port=60000\nmax-port=50000\n"),
         "t.conf:2: max-port: min-port 60000 is above max-port 50000"
     );
-    assert_eq!(err("relay-ip=not-an-ip\n"), "t.conf:1: relay-ip: `not-an-ip` is not an IP address");
+    assert_eq!(
+        err("relay-ip=not-an-ip\n"),
+        "t.conf:1: relay-ip: `not-an-ip` is not an IP address"
+    );
     assert_eq!(err("realm\n"), "t.conf:1: realm: needs a value");
     assert_eq!(
         err("user=bob:0xabc\n"),
@@ -97,7 +107,10 @@ fn errors_name_file_line_and_key() {
         err("external-ip=1.2.3.4\nexternal-ip=5.6.7.8\n"),
         "t.conf:2: external-ip: a bare external-ip may be given once per address family; use PUBLIC/PRIVATE pairs for several"
     );
-    assert_eq!(err("max-allocate-lifetime=0\n"), "t.conf:1: max-allocate-lifetime: must be greater than 0");
+    assert_eq!(
+        err("max-allocate-lifetime=0\n"),
+        "t.conf:1: max-allocate-lifetime: must be greater than 0"
+    );
     assert_eq!(
         err("rest-api-separator=::\n"),
         "t.conf:1: rest-api-separator: `::` must be a single character"
@@ -109,7 +122,11 @@ fn unknown_and_unimplemented_keys_warn_with_location() {
     let c = parse("frobnicate=1\nno-loopback-peers\ncli-password=x\nmax-bps=1000\n");
     let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(w[0], "t.conf:1: frobnicate: unknown option, ignored");
-    assert!(w[1].starts_with("t.conf:2: no-loopback-peers: obsolete"), "{}", w[1]);
+    assert!(
+        w[1].starts_with("t.conf:2: no-loopback-peers: obsolete"),
+        "{}",
+        w[1]
+    );
     assert!(w[2].starts_with("t.conf:3: cli-password: "), "{}", w[2]);
     assert!(w[3].starts_with("t.conf:4: max-bps: "), "{}", w[3]);
     assert_eq!(w.len(), 4);
@@ -120,7 +137,11 @@ fn inline_comment_on_numbers_is_coturns_atoi() {
     let c = parse("user-quota=12 # 4 streams per video call\n");
     assert_eq!(c.user_quota, 12);
     assert_eq!(c.warnings.len(), 1);
-    assert!(c.warnings[0].to_string().starts_with("t.conf:1: user-quota: text after the number"));
+    assert!(
+        c.warnings[0]
+            .to_string()
+            .starts_with("t.conf:1: user-quota: text after the number")
+    );
     // Strings keep it, as in coturn, with a warning.
     let c = parse("realm=foo # x\n");
     assert_eq!(c.realm.as_deref(), Some("foo # x"));
@@ -135,10 +156,22 @@ fn peer_ranges_in_every_form() {
     assert_eq!(
         c.denied_peer_ips,
         vec![
-            AddrRange { first: ip("10.0.0.0"), last: ip("10.255.255.255") },
-            AddrRange { first: ip("172.16.0.0"), last: ip("172.31.255.255") },
-            AddrRange { first: ip("192.0.2.1"), last: ip("192.0.2.1") },
-            AddrRange { first: ip("fc00::"), last: ip("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") },
+            AddrRange {
+                first: ip("10.0.0.0"),
+                last: ip("10.255.255.255")
+            },
+            AddrRange {
+                first: ip("172.16.0.0"),
+                last: ip("172.31.255.255")
+            },
+            AddrRange {
+                first: ip("192.0.2.1"),
+                last: ip("192.0.2.1")
+            },
+            AddrRange {
+                first: ip("fc00::"),
+                last: ip("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+            },
         ]
     );
     assert_eq!(c.allowed_peer_ips.len(), 1);
@@ -150,7 +183,9 @@ fn peer_ranges_in_every_form() {
 
 #[test]
 fn users_and_secrets() {
-    let c = parse("lt-cred-mech\nuser=alice:pw:with:colons\nuser=bob:0x8abac9f92c49a921b09b4da0663dea0a\n");
+    let c = parse(
+        "lt-cred-mech\nuser=alice:pw:with:colons\nuser=bob:0x8abac9f92c49a921b09b4da0663dea0a\n",
+    );
     assert!(c.lt_cred_mech);
     assert_eq!(c.users[0].name, "alice");
     assert_eq!(c.users[0].key, UserKey::Password("pw:with:colons".into()));
@@ -168,7 +203,13 @@ fn synapse_documented_config() {
     assert!(c.use_auth_secret && c.no_tcp_relay && c.no_multicast_peers);
     assert_eq!(c.realm.as_deref(), Some("turn.myserver.org"));
     assert_eq!(c.denied_peer_ips.len(), 22);
-    assert_eq!(c.allowed_peer_ips, vec![AddrRange { first: ip("10.0.0.1"), last: ip("10.0.0.1") }]);
+    assert_eq!(
+        c.allowed_peer_ips,
+        vec![AddrRange {
+            first: ip("10.0.0.1"),
+            last: ip("10.0.0.1")
+        }]
+    );
     assert_eq!((c.user_quota, c.total_quota), (12, 1200));
     // Exactly: the inline comment on user-quota, and syslog going to stdout.
     let keys: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
@@ -186,7 +227,13 @@ fn spantaleev_template() {
     let keys: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
     assert_eq!(
         keys,
-        vec!["userdb", "no-tlsv1", "no-tlsv1_1", "prod", "no-loopback-peers"],
+        vec![
+            "userdb",
+            "no-tlsv1",
+            "no-tlsv1_1",
+            "prod",
+            "no-loopback-peers"
+        ],
         "{:?}",
         c.warnings
     );
@@ -197,8 +244,24 @@ fn command_line_overrides_the_file() {
     let file = data("spantaleev.conf");
     let file = file.to_str().unwrap();
     let c = load_turn(&[
-        "-c", file, "-p", "3479", "--min-port=40000", "--max-port", "40010", "-L", "127.0.0.1",
-        "-X", "198.51.100.1", "--no-tcp-relay=0", "-a", "-f", "-u", "carol:pw", "-r", "cli.example",
+        "-c",
+        file,
+        "-p",
+        "3479",
+        "--min-port=40000",
+        "--max-port",
+        "40010",
+        "-L",
+        "127.0.0.1",
+        "-X",
+        "198.51.100.1",
+        "--no-tcp-relay=0",
+        "-a",
+        "-f",
+        "-u",
+        "carol:pw",
+        "-r",
+        "cli.example",
     ])
     .unwrap();
     assert_eq!(c.config_file.as_deref(), Some(Path::new(file)));
@@ -215,18 +278,28 @@ fn command_line_overrides_the_file() {
 
 #[test]
 fn command_line_errors() {
-    let e = load_turn(&["-n", "--listening-port=99999"]).unwrap_err().to_string();
-    assert_eq!(e, "command line: listening-port: port 99999 is out of range (1-65535)");
+    let e = load_turn(&["-n", "--listening-port=99999"])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "command line: listening-port: port 99999 is out of range (1-65535)"
+    );
     let e = load_turn(&["-n", "-p"]).unwrap_err().to_string();
     assert_eq!(e, "command line: -p: needs a value");
     let e = load_turn(&["-n", "-Y"]).unwrap_err().to_string();
     assert_eq!(e, "command line: -Y: unknown short option");
     let e = load_turn(&["-n", "stray"]).unwrap_err().to_string();
     assert!(e.starts_with("command line: stray: unexpected argument"));
-    let e = load_turn(&["-c", "/nonexistent/turnserver.conf"]).unwrap_err().to_string();
+    let e = load_turn(&["-c", "/nonexistent/turnserver.conf"])
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("/nonexistent/turnserver.conf: "), "{e}");
     let c = load_turn(&["-n", "--frobnicate"]).unwrap();
-    assert_eq!(c.warnings[0].to_string(), "command line: --frobnicate: unknown option, ignored");
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "command line: --frobnicate: unknown option, ignored"
+    );
 }
 
 #[test]

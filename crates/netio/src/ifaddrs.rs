@@ -59,6 +59,9 @@ mod tests {
     #[test]
     fn loopback_is_listed() {
         let addrs = local_addresses().unwrap();
-        assert!(addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{addrs:?}");
+        assert!(
+            addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{addrs:?}"
+        );
     }
 }

@@ -27,6 +27,11 @@ pub enum Framed {
     Invalid,
 }
 
+/// The byte stream is not STUN or ChannelData framing; the connection must close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stream is not STUN/ChannelData framed")]
+pub struct InvalidStream;
+
 /// Wire mode of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -192,19 +197,21 @@ impl StreamConn {
     }
 
     /// Moves the next complete frame into `scratch` and returns its length; `Ok(None)` when no
-    /// whole frame is buffered; `Err(())` when the stream holds garbage.
+    /// whole frame is buffered; `Err(InvalidStream)` when the stream holds garbage.
     pub fn take_frame(
         &mut self,
         framer: impl Fn(&[u8]) -> Framed,
         scratch: &mut [u8],
-    ) -> Result<Option<usize>, ()> {
+    ) -> Result<Option<usize>, InvalidStream> {
         if self.input.is_empty() {
             return Ok(None);
         }
         match framer(&self.input) {
             Framed::Incomplete => Ok(None),
-            Framed::Invalid => Err(()),
-            Framed::Complete(n) if n > self.input.len() || n > scratch.len() || n == 0 => Err(()),
+            Framed::Invalid => Err(InvalidStream),
+            Framed::Complete(n) if n > self.input.len() || n > scratch.len() || n == 0 => {
+                Err(InvalidStream)
+            }
             Framed::Complete(n) => {
                 scratch[..n].copy_from_slice(&self.input[..n]);
                 self.input.drain(..n);

@@ -55,9 +55,7 @@ pub fn server_config(
         }
         TlsVersions::Tls13Only => builder.with_protocol_versions(&[&rustls::version::TLS13])?,
     };
-    let config = builder
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let config = builder.with_no_client_auth().with_single_cert(certs, key)?;
     Ok(Arc::new(config))
 }
 

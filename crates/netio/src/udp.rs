@@ -16,22 +16,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub const BATCH: usize = 32;
 
 /// Options applied to every UDP socket the relay opens.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct UdpOptions {
     /// `SO_REUSEPORT`, so each worker owns a listening socket on the same port and the
     /// kernel hashes a client's 5-tuple to the same worker every time.
     pub reuse_port: bool,
     /// `SO_RCVBUF` / `SO_SNDBUF` in bytes; 0 keeps the kernel default.
     pub buffer_size: usize,
-}
-
-impl Default for UdpOptions {
-    fn default() -> Self {
-        Self {
-            reuse_port: false,
-            buffer_size: 0,
-        }
-    }
 }
 
 /// Opens a non-blocking UDP socket bound to `addr`.
@@ -313,7 +304,10 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: ss_family says this storage holds a sockaddr_in, which fits in it.
             let sin: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: ss_family says this storage holds a sockaddr_in6, which fits in it.

@@ -14,7 +14,8 @@ pub(crate) enum LogTarget<'a> {
 
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
 pub(crate) fn init(target: LogTarget<'_>, default_level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

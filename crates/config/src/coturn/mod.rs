@@ -45,7 +45,11 @@ impl AddrRange {
                 if len > 128 {
                     return None;
                 }
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 let base = u128::from(v6) & mask;
                 Some(Self {
                     first: IpAddr::V6(base.into()),

@@ -157,7 +157,10 @@ struct Cli<'a> {
     options: Vec<Occurrence<'a>>,
 }
 
-fn parse_cli<'a>(args: &'a [String], warnings: &mut Vec<ConfigWarning>) -> Result<Cli<'a>, ConfigError> {
+fn parse_cli<'a>(
+    args: &'a [String],
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<Cli<'a>, ConfigError> {
     let mut cli = Cli {
         config_file: None,
         no_config_file: false,
@@ -279,7 +282,11 @@ struct ApplyState {
     cli_cleared: Vec<&'static str>,
 }
 
-fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -> Result<(), ConfigError> {
+fn apply(
+    config: &mut TurnConfig,
+    state: &mut ApplyState,
+    occ: Occurrence<'_>,
+) -> Result<(), ConfigError> {
     let Occurrence {
         spec,
         key,
@@ -320,7 +327,10 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
     let port = |config: &mut TurnConfig| -> Result<u16, ConfigError> {
         let (p, comment) = parse_port(required()?).map_err(err)?;
         if comment {
-            warn(config, "text after the port was ignored (coturn has no inline comments)");
+            warn(
+                config,
+                "text after the port was ignored (coturn has no inline comments)",
+            );
         }
         Ok(p)
     };
@@ -424,7 +434,9 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
                 usize::try_from(n.min(256)).unwrap_or(256)
             };
         }
-        "sock-buf-size" => config.sock_buf_size = usize::try_from(number(config)?).unwrap_or(usize::MAX),
+        "sock-buf-size" => {
+            config.sock_buf_size = usize::try_from(number(config)?).unwrap_or(usize::MAX)
+        }
         "lt-cred-mech" => config.lt_cred_mech = flag()?,
         "no-auth" => config.no_auth = flag()?,
         "user" => config.users.push(parse_user(required()?).map_err(err)?),
@@ -442,7 +454,9 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
         "realm" => config.realm = Some(string_value(config)?),
         "server-name" => config.server_name = Some(string_value(config)?),
         "prometheus-port" => config.prometheus_port = port(config)?,
-        "prometheus-address" => config.prometheus_address = Some(parse_ip(required()?).map_err(err)?),
+        "prometheus-address" => {
+            config.prometheus_address = Some(parse_ip(required()?).map_err(err)?)
+        }
         "prometheus-path" => config.prometheus_path = string_value(config)?,
         "user-quota" => config.user_quota = u32_of(number(config)?)?,
         "total-quota" => config.total_quota = u32_of(number(config)?)?,
@@ -452,7 +466,10 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
         "no-software-attribute" => config.software_attribute = !flag()?,
         "prod" => {
             config.software_attribute = !flag()?;
-            warn(config, "obsolete alias of no-software-attribute (removed in coturn 4.7); SOFTWARE is off by default");
+            warn(
+                config,
+                "obsolete alias of no-software-attribute (removed in coturn 4.7); SOFTWARE is off by default",
+            );
         }
         "fingerprint" => config.fingerprint = flag()?,
         "no-udp" => config.no_udp = flag()?,
@@ -467,17 +484,26 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
                 Some(_) => u32_of(number(config)?)?,
             }
         }
-        "max-allocate-lifetime" => config.max_allocate_lifetime = positive(u32_of(number(config)?)?, &err)?,
+        "max-allocate-lifetime" => {
+            config.max_allocate_lifetime = positive(u32_of(number(config)?)?, &err)?
+        }
         "channel-lifetime" => config.channel_lifetime = positive(u32_of(number(config)?)?, &err)?,
-        "permission-lifetime" => config.permission_lifetime = positive(u32_of(number(config)?)?, &err)?,
-        "max-allocate-timeout" => config.max_allocate_timeout = positive(u32_of(number(config)?)?, &err)?,
+        "permission-lifetime" => {
+            config.permission_lifetime = positive(u32_of(number(config)?)?, &err)?
+        }
+        "max-allocate-timeout" => {
+            config.max_allocate_timeout = positive(u32_of(number(config)?)?, &err)?
+        }
         "stun-only" => config.stun_only = flag()?,
         "no-stun" => config.no_stun = flag()?,
         "cert" => config.cert = Some(path_value(config, true)?),
         "pkey" => config.pkey = Some(path_value(config, true)?),
         "no-tlsv1" | "no-tlsv1_1" => {
             flag()?;
-            warn(config, "TLS 1.0 and 1.1 are never offered; nothing to disable");
+            warn(
+                config,
+                "TLS 1.0 and 1.1 are never offered; nothing to disable",
+            );
         }
         "no-tlsv1_2" => config.no_tlsv1_2 = flag()?,
         "log-file" => config.log_file = Some(path_value(config, false)?),
@@ -485,7 +511,10 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
         "syslog" => {
             config.syslog = flag()?;
             if config.syslog {
-                warn(config, "logs go to stdout (collect them with journald or the container runtime); direct syslog output is not implemented");
+                warn(
+                    config,
+                    "logs go to stdout (collect them with journald or the container runtime); direct syslog output is not implemented",
+                );
             }
         }
         "simple-log" => config.simple_log = flag()?,
@@ -512,12 +541,18 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
             let unbounded = r.last.is_unspecified();
             if spec.name == "denied-peer-ip" {
                 if unbounded {
-                    warn(config, "an all-zero bound is unbounded (as in coturn): this entry denies every peer of its family");
+                    warn(
+                        config,
+                        "an all-zero bound is unbounded (as in coturn): this entry denies every peer of its family",
+                    );
                 }
                 config.denied_peer_ips.push(r);
             } else {
                 if unbounded {
-                    warn(config, "0.0.0.0/8 and :: are never relayed to; this entry cannot open them");
+                    warn(
+                        config,
+                        "0.0.0.0/8 and :: are never relayed to; this entry cannot open them",
+                    );
                 }
                 config.allowed_peer_ips.push(r);
             }
@@ -532,28 +567,37 @@ fn apply(config: &mut TurnConfig, state: &mut ApplyState, occ: Occurrence<'_>) -
             }
         }
         "allocation-default-address-family" => {
-            config.allocation_default_address_family = match required()?.to_ascii_lowercase().as_str() {
-                "ipv4" => AddressFamilyDefault::Ipv4,
-                "ipv6" => AddressFamilyDefault::Ipv6,
-                "keep" => AddressFamilyDefault::Keep,
-                other => return Err(err(format!("`{other}` is not ipv4, ipv6 or keep"))),
-            }
+            config.allocation_default_address_family =
+                match required()?.to_ascii_lowercase().as_str() {
+                    "ipv4" => AddressFamilyDefault::Ipv4,
+                    "ipv6" => AddressFamilyDefault::Ipv6,
+                    "keep" => AddressFamilyDefault::Keep,
+                    other => return Err(err(format!("`{other}` is not ipv4, ipv6 or keep"))),
+                }
         }
         "no-rfc5780" | "no-stun-backward-compatibility" | "response-origin-only-with-rfc5780" => {
             // Already our behaviour: no RFC 5780 attributes, no MAPPED-ADDRESS.
             flag()?;
         }
         "rfc5766-channel-numbers" => config.rfc5766_channel_numbers = flag()?,
-        "drop-invalid-packets" | "drop-invalid-packets-log" | "include-reason-string"
-        | "udp-recvmmsg" | "udp-recvmmsg-log" | "udp-sendmmsg-log" | "udp-gso"
-        | "stateless-nonce" | "version" => {
+        "drop-invalid-packets"
+        | "drop-invalid-packets-log"
+        | "include-reason-string"
+        | "udp-recvmmsg"
+        | "udp-recvmmsg-log"
+        | "udp-sendmmsg-log"
+        | "udp-gso"
+        | "stateless-nonce"
+        | "version" => {
             // Always on (batched IO, stateless nonces, silent drops) or informational.
             flag()?;
         }
         "stateless-nonce-secret" => config.stateless_nonce_secret = Some(required()?.to_owned()),
         other => {
             // Every Support::Yes option must have an arm; reaching here is a bug in this file.
-            return Err(err(format!("option `{other}` is recognised but not handled")));
+            return Err(err(format!(
+                "option `{other}` is recognised but not handled"
+            )));
         }
     }
     Ok(())

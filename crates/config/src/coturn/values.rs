@@ -18,7 +18,9 @@ pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
     if l.chars().next().is_some_and(|c| ('1'..='9').contains(&c)) {
         return Ok(true);
     }
-    Err(format!("`{v}` is not a boolean (use yes/no, true/false, on/off, 1/0)"))
+    Err(format!(
+        "`{v}` is not a boolean (use yes/no, true/false, on/off, 1/0)"
+    ))
 }
 
 /// A number, accepting coturn's de-facto inline comment: coturn reads integers with
@@ -70,10 +72,14 @@ pub(crate) fn parse_range(v: &str) -> Result<AddrRange, String> {
         let first = parse_ip(a)?;
         let last = parse_ip(b)?;
         if first.is_ipv4() != last.is_ipv4() {
-            return Err(format!("`{v}`: the two ends are of different address families"));
+            return Err(format!(
+                "`{v}`: the two ends are of different address families"
+            ));
         }
         if first > last {
-            return Err(format!("`{v}`: the range is empty (first address above the last)"));
+            return Err(format!(
+                "`{v}`: the range is empty (first address above the last)"
+            ));
         }
         return Ok(AddrRange { first, last });
     }
@@ -92,7 +98,9 @@ pub(crate) fn parse_external_ip(v: &str) -> Result<ExternalIp, String> {
             let public = parse_ip(public)?;
             let private = parse_ip(private)?;
             if public.is_ipv4() != private.is_ipv4() {
-                return Err(format!("`{v}`: public and private addresses differ in family"));
+                return Err(format!(
+                    "`{v}`: public and private addresses differ in family"
+                ));
             }
             Ok(ExternalIp {
                 public,
@@ -157,7 +165,10 @@ mod tests {
     #[test]
     fn numbers_with_inline_comment() {
         assert_eq!(parse_number::<u32>("12"), Ok((12, false)));
-        assert_eq!(parse_number::<u32>("12 # 4 streams per call"), Ok((12, true)));
+        assert_eq!(
+            parse_number::<u32>("12 # 4 streams per call"),
+            Ok((12, true))
+        );
         assert!(parse_number::<u32>("12abc").is_err());
         assert!(parse_number::<u32>("12 abc").is_err());
         assert!(parse_number::<u32>("-1").is_err());
@@ -174,7 +185,12 @@ mod tests {
         assert_eq!(r.last, "10.255.255.255".parse::<IpAddr>().unwrap());
         assert_eq!(parse_range("10.0.0.0/8").unwrap(), r);
         let v6 = parse_range("fc00::/7").unwrap();
-        assert_eq!(v6.last, "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            v6.last,
+            "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+                .parse::<IpAddr>()
+                .unwrap()
+        );
         let one = parse_range("::1").unwrap();
         assert_eq!(one.first, one.last);
         assert_eq!(
@@ -197,8 +213,8 @@ mod tests {
         assert_eq!(
             k.key,
             UserKey::Key([
-                0x8a, 0xba, 0xc9, 0xf9, 0x2c, 0x49, 0xa9, 0x21, 0xb0, 0x9b, 0x4d, 0xa0, 0x66,
-                0x3d, 0xea, 0x0a
+                0x8a, 0xba, 0xc9, 0xf9, 0x2c, 0x49, 0xa9, 0x21, 0xb0, 0x9b, 0x4d, 0xa0, 0x66, 0x3d,
+                0xea, 0x0a
             ])
         );
         assert!(parse_user("bob:0x1234").is_err());

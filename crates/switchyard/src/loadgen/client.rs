@@ -27,7 +27,8 @@ impl Credentials {
         let username = format!("{}:{user}", expiry.as_secs());
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("any key size");
         mac.update(username.as_bytes());
-        let password = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let password =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         Self { username, password }
     }
 }
@@ -44,13 +45,12 @@ pub(crate) struct TurnClient {
     timeout: Duration,
 }
 
-/// A successful Allocate.
-pub(crate) struct Allocation {
-    pub(crate) relayed: SocketAddr,
-}
-
 impl TurnClient {
-    pub(crate) fn new(bind: SocketAddr, server: SocketAddr, creds: Credentials) -> io::Result<Self> {
+    pub(crate) fn new(
+        bind: SocketAddr,
+        server: SocketAddr,
+        creds: Credentials,
+    ) -> io::Result<Self> {
         let socket = UdpSocket::bind(bind)?;
         socket.connect(server)?;
         Ok(Self {
@@ -65,12 +65,8 @@ impl TurnClient {
         })
     }
 
-    pub(crate) fn server(&self) -> SocketAddr {
-        self.server
-    }
-
-    /// Allocates a UDP relay, answering the 401 challenge first.
-    pub(crate) fn allocate(&mut self, lifetime: Option<u32>) -> anyhow::Result<Allocation> {
+    /// Allocates a UDP relay, answering the 401 challenge first; returns the relayed address.
+    pub(crate) fn allocate(&mut self, lifetime: Option<u32>) -> anyhow::Result<SocketAddr> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -84,9 +80,7 @@ impl TurnClient {
             })?;
             match reply {
                 Reply::Success(relayed) => {
-                    return Ok(Allocation {
-                        relayed: relayed.ok_or_else(|| anyhow!("no XOR-RELAYED-ADDRESS"))?,
-                    });
+                    return relayed.ok_or_else(|| anyhow!("no XOR-RELAYED-ADDRESS"));
                 }
                 Reply::Challenge if tries < 3 => continue,
                 Reply::Challenge => bail!("Allocate: credentials rejected (401)"),
@@ -156,12 +150,24 @@ impl TurnClient {
                 self.socket.send(&out[..len]).context("send")?;
                 next_send = now + self.timeout / 4;
             }
-            self.socket
-                .set_read_timeout(Some(next_send.saturating_duration_since(now).max(Duration::from_millis(1))))?;
+            self.socket.set_read_timeout(Some(
+                next_send
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            ))?;
             let n = match self.socket.recv(&mut self.buf) {
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => bail!("server refused (ICMP)"),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    bail!("server refused (ICMP)")
+                }
                 Err(e) => return Err(e.into()),
             };
             let Ok(msg) = Message::parse(&self.buf[..n]) else {
@@ -178,7 +184,11 @@ impl TurnClient {
                 let realm = msg.realm().ok().flatten().unwrap_or_default().to_owned();
                 let nonce = msg.nonce().ok().flatten().unwrap_or_default().to_owned();
                 let was_authed = authed && code == 401 && realm == self.realm;
-                self.key = switchyard_stun::long_term_key(&self.creds.username, &realm, &self.creds.password);
+                self.key = switchyard_stun::long_term_key(
+                    &self.creds.username,
+                    &realm,
+                    &self.creds.password,
+                );
                 self.realm = realm;
                 self.nonce = nonce;
                 if was_authed {

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-const USAGE: &str = "Usage: switchyard loadgen turn [options]   (see `switchyard loadgen turn --help`)";
+const USAGE: &str =
+    "Usage: switchyard loadgen turn [options]   (see `switchyard loadgen turn --help`)";
 
 pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
     let Some(kind) = args.first().map(|a| a.to_string_lossy().into_owned()) else {

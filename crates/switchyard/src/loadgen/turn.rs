@@ -106,7 +106,9 @@ fn progress(args: &Args, what: &'static str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
+    );
     bar.set_message(what);
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
@@ -117,7 +119,8 @@ fn setup(args: &Args, sink: SocketAddr) -> anyhow::Result<Vec<TurnClient>> {
     let mut clients = Vec::with_capacity(args.allocations);
     for i in 0..args.allocations {
         let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
-        c.allocate(None).with_context(|| format!("allocation {i}"))?;
+        c.allocate(None)
+            .with_context(|| format!("allocation {i}"))?;
         c.channel_bind(0x4000, sink)
             .with_context(|| format!("channel bind {i}"))?;
         clients.push(c);
@@ -220,7 +223,10 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
     );
-    println!("latency one-way (µs): p50 {p50} p99 {p99} p99.9 {p999} max {}", hist.max());
+    println!(
+        "latency one-way (µs): p50 {p50} p99 {p99} p99.9 {p999} max {}",
+        hist.max()
+    );
     let mut cpu_us_per_packet = None;
     if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
         let cpu = a.cpu_seconds() - b.cpu_seconds();
@@ -280,10 +286,7 @@ fn send_loop(
         packet[12..20].copy_from_slice(&stamp.to_be_bytes());
         let c = &clients[*i % clients.len()];
         *i += 1;
-        match c.socket.send(&packet) {
-            Ok(_) => true,
-            Err(_) => false,
-        }
+        c.socket.send(&packet).is_ok()
     };
     if clients.is_empty() {
         return clients;
@@ -313,11 +316,15 @@ fn send_loop(
         }
     }
     report(seq);
-    drop(send_one);
     clients
 }
 
-fn sink_loop(sink: UdpSocket, base: Instant, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) -> Histogram<u64> {
+fn sink_loop(
+    sink: UdpSocket,
+    base: Instant,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) -> Histogram<u64> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut rx = RecvBatch::new(0, 2048, 0);
     let mut count = 0u64;
@@ -349,7 +356,12 @@ struct FloodStats {
 }
 
 /// Unauthenticated Binding and Allocate requests from 64 source ports.
-fn flood_loop(server: SocketAddr, bind: std::net::IpAddr, rate: u64, stop: Arc<AtomicBool>) -> FloodStats {
+fn flood_loop(
+    server: SocketAddr,
+    bind: std::net::IpAddr,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+) -> FloodStats {
     use switchyard_stun::{Class, MessageBuilder, MessageType, Method, TransactionId};
     let sockets: Vec<UdpSocket> = (0..64)
         .filter_map(|_| UdpSocket::bind(SocketAddr::new(bind, 0)).ok())
@@ -418,11 +430,12 @@ fn alloc_rate(args: &Args) -> anyhow::Result<()> {
             while start.elapsed() < duration {
                 // A fresh 5-tuple per allocation, like a new client: the full challenge,
                 // authenticated Allocate, then Refresh(0) to free it.
-                let Ok(mut c) = TurnClient::new(SocketAddr::new(bind, 0), server, creds.clone()) else {
+                let Ok(mut c) = TurnClient::new(SocketAddr::new(bind, 0), server, creds.clone())
+                else {
                     failed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                match c.allocate(None).and_then(|_| c.release()) {
+                match c.allocate(None).and_then(|_relayed| c.release()) {
                     Ok(()) => done.fetch_add(1, Ordering::Relaxed),
                     Err(_) => failed.fetch_add(1, Ordering::Relaxed),
                 };
@@ -470,7 +483,8 @@ fn idle(args: &Args) -> anyhow::Result<()> {
     let mut clients = Vec::with_capacity(args.allocations);
     for i in 0..args.allocations {
         let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
-        c.allocate(None).with_context(|| format!("allocation {i}"))?;
+        c.allocate(None)
+            .with_context(|| format!("allocation {i}"))?;
         clients.push(c);
         if i % 256 == 0 {
             bar.set_message(format!("{i} allocations"));
@@ -485,7 +499,10 @@ fn idle(args: &Args) -> anyhow::Result<()> {
         clients.len()
     );
     if args.kv {
-        println!("kv mode=idle allocations={} rss_before_kib={before} rss_after_kib={after} bytes_per_alloc={per:.0}", clients.len());
+        println!(
+            "kv mode=idle allocations={} rss_before_kib={before} rss_after_kib={after} bytes_per_alloc={per:.0}",
+            clients.len()
+        );
     }
     for c in &mut clients {
         let _ = c.release();

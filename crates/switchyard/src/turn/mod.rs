@@ -120,7 +120,10 @@ fn wait_for_stop_signal() -> anyhow::Result<()> {
     for sig in signals.forever() {
         match sig {
             SIGTERM | SIGINT => return Ok(()),
-            other => tracing::info!(signal = other, "signal received; reload is not implemented yet"),
+            other => tracing::info!(
+                signal = other,
+                "signal received; reload is not implemented yet"
+            ),
         }
     }
     Ok(())

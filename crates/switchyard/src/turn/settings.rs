@@ -71,7 +71,11 @@ impl Plan {
         let tcp_addrs = crate::turn::listen_addrs(&listen_ips, &tcp_ports);
 
         if cfg.min_port > cfg.max_port {
-            bail!("min-port {} is above max-port {}", cfg.min_port, cfg.max_port);
+            bail!(
+                "min-port {} is above max-port {}",
+                cfg.min_port,
+                cfg.max_port
+            );
         }
         let workers = cfg.relay_threads.clamp(1, 64);
         let port_range = cfg.min_port..=cfg.max_port;
@@ -88,8 +92,11 @@ impl Plan {
         let auth = auth(cfg, &realm)?;
         let mut own_addrs = listen_ips.clone();
         own_addrs.extend(cfg.relay_ips.iter().copied());
-        let mut allowed: Vec<(IpAddr, IpAddr)> =
-            cfg.allowed_peer_ips.iter().map(|r| (r.first, r.last)).collect();
+        let mut allowed: Vec<(IpAddr, IpAddr)> = cfg
+            .allowed_peer_ips
+            .iter()
+            .map(|r| (r.first, r.last))
+            .collect();
         let external_ips: Vec<ExternalIp> = cfg
             .external_ips
             .iter()
@@ -106,7 +113,11 @@ impl Plan {
         }
         let mut policy = PeerPolicy::new(PolicyConfig {
             allowed,
-            denied: cfg.denied_peer_ips.iter().map(|r| (r.first, r.last)).collect(),
+            denied: cfg
+                .denied_peer_ips
+                .iter()
+                .map(|r| (r.first, r.last))
+                .collect(),
             allow_loopback: cfg.allow_loopback_peers,
             no_multicast: cfg.no_multicast_peers,
             own_addrs,
@@ -122,10 +133,13 @@ impl Plan {
         getrandom::getrandom(&mut nonce_key)
             .map_err(|e| anyhow::anyhow!("no OS randomness for the nonce key: {e}"))?;
 
-        let mut base = ServerConfig::new(realm, ClockAnchor {
-            instant: now,
-            unix_secs,
-        });
+        let mut base = ServerConfig::new(
+            realm,
+            ClockAnchor {
+                instant: now,
+                unix_secs,
+            },
+        );
         base.auth = auth;
         base.policy = policy;
         base.relay_ips = cfg.relay_ips.clone();
@@ -219,11 +233,7 @@ fn auth(cfg: &TurnConfig, realm: &str) -> anyhow::Result<Auth> {
 
 /// The tracing filter for coturn's verbosity flags.
 pub(crate) fn log_level(cfg: &TurnConfig) -> &'static str {
-    if cfg.extra_verbose {
-        "debug"
-    } else {
-        "info"
-    }
+    if cfg.extra_verbose { "debug" } else { "info" }
 }
 
 /// A log file path, or `None` for stdout (`log-file=stdout`, `-`, unset, or `syslog`, which

@@ -15,8 +15,8 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use switchyard_netio::{Framed, ReadStatus, RecvBatch, SendBatch, StreamConn, UdpOptions};
 use switchyard_turn::{
-    BindError, ClientAddr, ClientOutcome, Event, PEER_HEADROOM, PEER_TAILROOM, PeerOutcome, RelayId,
-    RelaySockets, Server, SocketToken, Transport,
+    BindError, ClientAddr, ClientOutcome, Event, PEER_HEADROOM, PEER_TAILROOM, PeerOutcome,
+    RelayId, RelaySockets, Server, SocketToken, Transport,
 };
 
 /// The largest datagram read from a client or peer. TURN relays media, which stays under
@@ -160,10 +160,19 @@ impl Worker {
             }
             self.log_events();
         }
-        tracing::debug!(allocations = self.server.allocation_count(), "worker stopped");
+        tracing::debug!(
+            allocations = self.server.allocation_count(),
+            "worker stopped"
+        );
     }
 
-    fn on_udp_listener(&mut self, now: Instant, index: u32, rx: &mut RecvBatch, replies: &mut [u8]) {
+    fn on_udp_listener(
+        &mut self,
+        now: Instant,
+        index: u32,
+        rx: &mut RecvBatch,
+        replies: &mut [u8],
+    ) {
         let Some((socket, local)) = self.udp.get(index as usize) else {
             return;
         };
@@ -240,14 +249,17 @@ impl Worker {
                 }
                 let payload = offset..offset + meta.len;
                 let PeerOutcome::ToClient { client, range } =
-                    self.server.handle_peer(now, relay, meta.source, slot, payload)
+                    self.server
+                        .handle_peer(now, relay, meta.source, slot, payload)
                 else {
                     continue;
                 };
                 let framed: &[u8] = &slot[range];
                 match client.transport {
                     Transport::Udp => {
-                        if batch_listener != Some(client.token.0) || batch.len() == switchyard_netio::BATCH {
+                        if batch_listener != Some(client.token.0)
+                            || batch.len() == switchyard_netio::BATCH
+                        {
                             if let Some(l) = batch_listener {
                                 flush_to(&self.udp, l, &mut batch);
                             }
@@ -339,7 +351,7 @@ impl Worker {
                     }
                 }
                 Ok(None) => break,
-                Err(()) => {
+                Err(_) => {
                     broken = true;
                     break;
                 }
@@ -367,7 +379,8 @@ impl Worker {
                 token: SocketToken(id),
             };
             // RFC 8656 §3.1: an allocation made over TCP/TLS lives as long as the connection.
-            self.server.handle_client_closed(now, from, &mut self.relays);
+            self.server
+                .handle_client_closed(now, from, &mut self.relays);
         }
     }
 

@@ -1,0 +1,123 @@
+//! The binary as an operator meets it: config errors, `--check-config`, the `turnserver`
+//! name, and a graceful stop on SIGTERM. Switchyard only (coturn behaves differently here).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use switchyard_tests::server::ServerKind;
+use switchyard_tests::tempdir::TempDir;
+use switchyard_tests::{need, ports, stun};
+
+fn switchyard() -> Option<std::path::PathBuf> {
+    match ServerKind::from_env() {
+        Ok(ServerKind::Switchyard(p)) => Some(p),
+        Ok(ServerKind::Coturn(_)) => {
+            eprintln!("skipped: these tests are about the switchyard binary");
+            None
+        }
+        Err(skip) => {
+            skip.report();
+            None
+        }
+    }
+}
+
+#[test]
+fn config_error_names_file_line_and_key_and_stops() {
+    let Some(bin) = switchyard() else { return };
+    let dir =
+        need!(TempDir::new("cli-bad").map_err(|e| switchyard_tests::Skip::new(e.to_string())));
+    let conf = dir.path().join("bad.conf");
+    std::fs::write(&conf, "realm=x\n# comment\nlistening-port=34x78\n").unwrap();
+    let out = Command::new(&bin)
+        .args(["turn", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:3: listening-port: `34x78` is not a number",
+        conf.display()
+    );
+    assert!(stderr.contains(&want), "stderr: {stderr}");
+}
+
+#[test]
+fn check_config_prints_effective_config_without_secrets() {
+    let Some(bin) = switchyard() else { return };
+    let dir =
+        need!(TempDir::new("cli-check").map_err(|e| switchyard_tests::Skip::new(e.to_string())));
+    let conf = dir.path().join("t.conf");
+    std::fs::write(
+        &conf,
+        "use-auth-secret\nstatic-auth-secret=hunter2hunter2\nrealm=r.example\nno-loopback-peers\n",
+    )
+    .unwrap();
+    let out = Command::new(&bin)
+        .args(["turn", "--check-config", "-c"])
+        .arg(&conf)
+        .args(["--min-port=40000", "--max-port=40100"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("realm=r.example"), "{stdout}");
+    assert!(
+        stdout.contains("min-port=40000") && stdout.contains("max-port=40100"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(
+        stderr.contains("t.conf:4: no-loopback-peers: obsolete"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn runs_as_turnserver_and_stops_on_sigterm() {
+    let Some(bin) = switchyard() else { return };
+    let dir =
+        need!(TempDir::new("cli-argv0").map_err(|e| switchyard_tests::Skip::new(e.to_string())));
+    let link = dir.path().join("turnserver");
+    std::os::unix::fs::symlink(&bin, &link).unwrap();
+    let block = ports::allocate();
+    let mut child = Command::new(&link)
+        .args([
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--no-tcp",
+            "--log-file=stdout",
+            "--use-auth-secret",
+            "--static-auth-secret=s3cr3t",
+        ])
+        .arg(format!("--listening-port={}", block.listen))
+        .arg(format!("--min-port={}", block.relay_min))
+        .arg(format!("--max-port={}", block.relay_max))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, block.listen));
+    let answered = stun::binding(server, Instant::now() + Duration::from_secs(10));
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (reflexive, local) = answered.expect("Binding answered by the binary called `turnserver`");
+    assert_eq!(reflexive, local);
+    let status = status.expect("exits within 5 s of SIGTERM");
+    assert!(status.success(), "graceful stop exits 0, got {status:?}");
+}
