@@ -38,7 +38,7 @@ fn config_error_names_file_line_and_key_and_stops() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want = format!(
-        "{}:3: listening-port: `34x78` is not a number",
+        "{}:3: listening-port: `34x78` is not a port number (1-65535)",
         conf.display()
     );
     assert!(stderr.contains(&want), "stderr: {stderr}");

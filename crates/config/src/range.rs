@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn forms() {
         let dash = r("10.0.0.0-10.255.255.255").unwrap();
-        assert_eq!((dash.first, dash.last), (ip("10.0.0.0"), ip("10.255.255.255")));
+        assert_eq!(
+            (dash.first, dash.last),
+            (ip("10.0.0.0"), ip("10.255.255.255"))
+        );
         assert_eq!(r("10.0.0.0/8").unwrap(), dash);
         assert_eq!(r("10.9.9.9/8").unwrap(), dash, "host bits are ignored");
         assert_eq!(r(" 10.0.0.0 - 10.255.255.255 ").unwrap(), dash);
@@ -181,7 +184,10 @@ mod tests {
             r("fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff").unwrap(),
             ula
         );
-        assert_eq!(r("[2001:db8::1]").unwrap(), AddrRange::single(ip("2001:db8::1")));
+        assert_eq!(
+            r("[2001:db8::1]").unwrap(),
+            AddrRange::single(ip("2001:db8::1"))
+        );
         let nat64 = r("64:ff9b::-64:ff9b::ffff:ffff").unwrap();
         assert_eq!(nat64, r("64:ff9b::/96").unwrap());
         let mapped = r("::ffff:0.0.0.0-::ffff:255.255.255.255").unwrap();
@@ -192,9 +198,15 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(r("10.0.0.0/33"), Err(RangeError::BadPrefix("10.0.0.0/33".into())));
+        assert_eq!(
+            r("10.0.0.0/33"),
+            Err(RangeError::BadPrefix("10.0.0.0/33".into()))
+        );
         assert_eq!(r("::/129"), Err(RangeError::BadPrefix("::/129".into())));
-        assert_eq!(r("10.0.0.0/x"), Err(RangeError::BadPrefix("10.0.0.0/x".into())));
+        assert_eq!(
+            r("10.0.0.0/x"),
+            Err(RangeError::BadPrefix("10.0.0.0/x".into()))
+        );
         assert_eq!(
             r("10.0.0.9-10.0.0.1"),
             Err(RangeError::Reversed("10.0.0.9-10.0.0.1".into()))
@@ -206,8 +218,14 @@ mod tests {
         assert_eq!(r("banana"), Err(RangeError::BadSyntax("banana".into())));
         assert_eq!(r(""), Err(RangeError::BadSyntax("".into())));
         assert_eq!(r("10.0.0.1-"), Err(RangeError::BadAddress("".into())));
-        assert_eq!(r("300.1.1.1/8"), Err(RangeError::BadAddress("300.1.1.1".into())));
-        assert_eq!(r("1.2.3.4/8/9"), Err(RangeError::BadPrefix("1.2.3.4/8/9".into())));
+        assert_eq!(
+            r("300.1.1.1/8"),
+            Err(RangeError::BadAddress("300.1.1.1".into()))
+        );
+        assert_eq!(
+            r("1.2.3.4/8/9"),
+            Err(RangeError::BadPrefix("1.2.3.4/8/9".into()))
+        );
     }
 
     #[test]

@@ -27,16 +27,21 @@ pub(crate) struct Occurrence {
 pub(crate) struct State {
     /// The config file's directory: relative TLS file paths resolve against it.
     base_dir: Option<PathBuf>,
-    min_port_at: Option<Location>,
-    max_port_at: Option<Location>,
+    /// Occurrences applied so far: orders them across the file and the command line.
+    seq: u64,
+    min_port_at: Option<At>,
+    max_port_at: Option<At>,
     /// Where the bare `external-ip=PUB` of each family (v4, v6) was given.
     bare_external_at: [Option<Location>; 2],
     relay_threads_set: bool,
-    lt_cred_at: Option<Location>,
-    no_auth_at: Option<Location>,
-    no_udp_relay_at: Option<Location>,
-    no_tcp_relay_at: Option<Location>,
+    lt_cred_at: Option<At>,
+    no_auth_at: Option<At>,
+    no_udp_relay_at: Option<At>,
+    no_tcp_relay_at: Option<At>,
 }
+
+/// Where and in which order an option was applied.
+type At = (u64, Location);
 
 impl State {
     pub(crate) fn for_file(path: &Path) -> Self {
@@ -87,7 +92,12 @@ pub(crate) fn unknown_option(location: Location, key: &str) -> ConfigWarning {
     let hint = options::OPTIONS
         .iter()
         .find(|o| o.name.eq_ignore_ascii_case(key))
-        .map(|o| format!(" (option names are case-sensitive: did you mean `{}`?)", o.name))
+        .map(|o| {
+            format!(
+                " (option names are case-sensitive: did you mean `{}`?)",
+                o.name
+            )
+        })
         .unwrap_or_default();
     ConfigWarning {
         location,
@@ -210,6 +220,7 @@ pub(crate) fn apply(
         location,
     } = occ;
     let base_dir = state.base_dir.clone();
+    state.seq += 1;
     let mut c = Ctx {
         config,
         key: &key,
@@ -260,6 +271,7 @@ pub(crate) fn takes_number(name: &str) -> bool {
 
 fn handle(c: &mut Ctx<'_>, state: &mut State, name: &str) -> Result<(), ConfigError> {
     let cli = *c.location == Location::CommandLine;
+    let at = (state.seq, c.location.clone());
     match name {
         // ---- listeners, relay, ports
         "listening-port" => c.config.listening_port = c.port()?,
@@ -281,11 +293,11 @@ fn handle(c: &mut Ctx<'_>, state: &mut State, name: &str) -> Result<(), ConfigEr
         "external-ip" => external_ip(c, state, cli)?,
         "min-port" => {
             c.config.min_port = c.port()?;
-            state.min_port_at = Some(c.location.clone());
+            state.min_port_at = Some(at);
         }
         "max-port" => {
             c.config.max_port = c.port()?;
-            state.max_port_at = Some(c.location.clone());
+            state.max_port_at = Some(at);
         }
         "relay-threads" => {
             let n = c.int(u64::MAX)?;
@@ -314,11 +326,11 @@ fn handle(c: &mut Ctx<'_>, state: &mut State, name: &str) -> Result<(), ConfigEr
         // ---- authentication
         "lt-cred-mech" => {
             c.config.lt_cred_mech = c.flag()?;
-            state.lt_cred_at = c.config.lt_cred_mech.then(|| c.location.clone());
+            state.lt_cred_at = c.config.lt_cred_mech.then_some(at);
         }
         "no-auth" => {
             c.config.no_auth = c.flag()?;
-            state.no_auth_at = c.config.no_auth.then(|| c.location.clone());
+            state.no_auth_at = c.config.no_auth.then_some(at);
         }
         "user" => {
             let user = parse_user(c.required()?).map_err(|m| c.err(m))?;
@@ -378,11 +390,11 @@ fn handle(c: &mut Ctx<'_>, state: &mut State, name: &str) -> Result<(), ConfigEr
         "no-dtls" => c.config.no_dtls = c.flag()?,
         "no-udp-relay" => {
             c.config.no_udp_relay = c.flag()?;
-            state.no_udp_relay_at = c.config.no_udp_relay.then(|| c.location.clone());
+            state.no_udp_relay_at = c.config.no_udp_relay.then_some(at);
         }
         "no-tcp-relay" => {
             c.config.no_tcp_relay = c.flag()?;
-            state.no_tcp_relay_at = c.config.no_tcp_relay.then(|| c.location.clone());
+            state.no_tcp_relay_at = c.config.no_tcp_relay.then_some(at);
         }
 
         // ---- TLS
@@ -568,7 +580,9 @@ fn external_ip(c: &mut Ctx<'_>, state: &mut State, cli: bool) -> Result<(), Conf
 /// deny list open (turn-anchors §1.1).
 fn peer_range(c: &mut Ctx<'_>, denied: bool) -> Result<(), ConfigError> {
     let v = c.required()?;
-    let r: AddrRange = v.parse().map_err(|e: crate::RangeError| c.err(e.to_string()))?;
+    let r: AddrRange = v
+        .parse()
+        .map_err(|e: crate::RangeError| c.err(e.to_string()))?;
     let list_name = if denied { "denies" } else { "allows" };
     let mut ranges = vec![r];
     if r.last.is_unspecified() {
@@ -709,27 +723,12 @@ pub(crate) fn finish(config: &mut TurnConfig, state: &State) -> Result<(), Confi
     Ok(())
 }
 
-/// The later of two option occurrences (the command line comes after every file line), so
-/// a conflict is reported where it became one.
-fn later<'k>(
-    a: (Option<&Location>, &'k str),
-    b: (Option<&Location>, &'k str),
-) -> (Location, &'k str) {
+/// The later of two option occurrences, so a conflict is reported where it became one.
+fn later<'k>(a: (Option<&At>, &'k str), b: (Option<&At>, &'k str)) -> (Location, &'k str) {
     match (a.0, b.0) {
-        (Some(la), Some(lb)) => {
-            let a_later = match (la, lb) {
-                (Location::CommandLine, _) => true,
-                (Location::File { .. }, Location::CommandLine) => false,
-                (Location::File { line: x, .. }, Location::File { line: y, .. }) => x > y,
-            };
-            if a_later {
-                (la.clone(), a.1)
-            } else {
-                (lb.clone(), b.1)
-            }
-        }
-        (Some(la), None) => (la.clone(), a.1),
-        (None, Some(lb)) => (lb.clone(), b.1),
+        (Some(x), Some(y)) if x.0 > y.0 => (x.1.clone(), a.1),
+        (Some(x), None) => (x.1.clone(), a.1),
+        (_, Some(y)) => (y.1.clone(), b.1),
         (None, None) => (Location::CommandLine, b.1),
     }
 }
@@ -759,7 +758,12 @@ mod tests {
                 base_dir: None,
             };
             let r = handle(&mut c, &mut State::default(), spec.name);
-            assert!(r.is_ok(), "{}: {:?}", spec.name, r.err().map(|e| e.to_string()));
+            assert!(
+                r.is_ok(),
+                "{}: {:?}",
+                spec.name,
+                r.err().map(|e| e.to_string())
+            );
         }
     }
 
@@ -812,7 +816,15 @@ mod tests {
         ok("[2001:db8::1]:3478", "2001:db8::1", Some(3478));
         ok("[2001:db8::1]", "2001:db8::1", None);
         ok("2001:db8::1", "2001:db8::1", None);
-        for bad in ["", "a b", "host:0", "host:x", "[::1", "[::1]x", "[nothost]:1"] {
+        for bad in [
+            "",
+            "a b",
+            "host:0",
+            "host:x",
+            "[::1",
+            "[::1]x",
+            "[nothost]:1",
+        ] {
             assert!(parse_server_addr(bad).is_err(), "{bad:?}");
         }
     }

@@ -3,9 +3,9 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use super::TurnConfig;
 use super::apply::{self, Occurrence, State};
 use super::options::{self, Arg};
-use super::TurnConfig;
 use crate::{ConfigError, ConfigWarning, Location};
 
 /// Where coturn looks for a relative config file name, in order (`apputils.c`,
@@ -82,8 +82,10 @@ pub(crate) fn load_with<S: AsRef<OsStr>>(
 pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<TurnConfig, ConfigError> {
     let args = to_strings(args)?;
     let cli = parse_command_line(&args)?;
-    let mut config = TurnConfig::default();
-    config.config_file = cli.config_file.as_ref().map(PathBuf::from);
+    let config = TurnConfig {
+        config_file: cli.config_file.as_ref().map(PathBuf::from),
+        ..TurnConfig::default()
+    };
     apply_command_line(config, State::default(), cli)
 }
 

@@ -145,7 +145,11 @@ mod tests {
             ("realm\t=\tx", "realm", Some("x")),
             ("realm\tx y", "realm", Some("x y")),
             ("realm==x", "realm", Some("x")),
-            ("static-auth-secret=abc==", "static-auth-secret", Some("abc==")),
+            (
+                "static-auth-secret=abc==",
+                "static-auth-secret",
+                Some("abc=="),
+            ),
             ("pidfile=\"/run/t.pid\"", "pidfile", Some("/run/t.pid")),
             ("cipher-list=\"HIGH\"", "cipher-list", Some("HIGH")),
             ("realm=\"", "realm", Some("\"")),
@@ -187,7 +191,9 @@ mod tests {
 
     #[test]
     fn booleans_follow_coturn() {
-        for t in ["1", "yes", "Y", "true", "T", "on", "ON", "On", "7", "tru", "9x"] {
+        for t in [
+            "1", "yes", "Y", "true", "T", "on", "ON", "On", "7", "tru", "9x",
+        ] {
             assert_eq!(parse_bool(t), Ok(true), "{t}");
         }
         for f in ["0", "no", "N", "false", "F", "off", "OFF", "nope", "01"] {

@@ -495,9 +495,6 @@ impl fmt::Display for TurnConfig {
         let mut kv = |k: &str, v: &dyn fmt::Display| {
             let _ = writeln!(s, "{k}={v}");
         };
-        fn opt<T: fmt::Display>(v: &Option<T>) -> String {
-            v.as_ref().map_or_else(String::new, T::to_string)
-        }
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
 
         if let Some(f) = path(&self.config_file) {
@@ -511,8 +508,12 @@ impl fmt::Display for TurnConfig {
         }
         kv("listening-port", &self.listening_port);
         kv("tls-listening-port", &self.tls_listening_port);
-        kv("alt-listening-port", &self.alt_listening_port);
-        kv("alt-tls-listening-port", &self.alt_tls_listening_port);
+        if self.alt_listening_port != 0 {
+            kv("alt-listening-port", &self.alt_listening_port);
+        }
+        if self.alt_tls_listening_port != 0 {
+            kv("alt-tls-listening-port", &self.alt_tls_listening_port);
+        }
         for ip in &self.relay_ips {
             kv("relay-ip", ip);
         }
@@ -539,8 +540,13 @@ impl fmt::Display for TurnConfig {
         for u in &self.users {
             kv("user", &format!("{}:{REDACTED}", u.name));
         }
-        kv("realm", &opt(&self.realm));
-        kv("server-name", &opt(&self.server_name));
+        match &self.realm {
+            Some(r) => kv("realm", r),
+            None => kv("# realm", &"(unset)"),
+        }
+        if let Some(n) = &self.server_name {
+            kv("server-name", n);
+        }
         if let Some(p) = path(&self.userdb) {
             kv("userdb", &p);
         }
@@ -566,7 +572,10 @@ impl fmt::Display for TurnConfig {
         kv("max-bps", &self.max_bps);
         kv("bps-capacity", &self.bps_capacity);
         kv("unauthorized-ratelimit", &self.unauthorized_ratelimit);
-        kv("unauthorized-ratelimit-rps", &self.unauthorized_ratelimit_rps);
+        kv(
+            "unauthorized-ratelimit-rps",
+            &self.unauthorized_ratelimit_rps,
+        );
 
         kv("no-udp", &self.no_udp);
         kv("no-tcp", &self.no_tcp);

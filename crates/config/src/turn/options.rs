@@ -296,6 +296,9 @@ mod tests {
         for (c, name) in shorts {
             assert_eq!(by_short(c).map(|o| o.name), Some(name), "-{c}");
         }
-        assert_eq!(OPTIONS.iter().filter(|o| o.short.is_some()).count(), shorts.len());
+        assert_eq!(
+            OPTIONS.iter().filter(|o| o.short.is_some()).count(),
+            shorts.len()
+        );
     }
 }

@@ -180,6 +180,13 @@ impl TurnClient {
                 return Ok(Reply::Success(msg.xor_relayed_address().ok().flatten()));
             }
             let (code, reason) = msg.error_code().ok().flatten().unwrap_or((0, ""));
+            if std::env::var_os("LOADGEN_DEBUG").is_some() {
+                eprintln!(
+                    "{method:?} authed={authed} -> {code} {reason} nonce={:?} realm={:?}",
+                    msg.nonce(),
+                    msg.realm()
+                );
+            }
             if code == 401 || code == 438 {
                 let realm = msg.realm().ok().flatten().unwrap_or_default().to_owned();
                 let nonce = msg.nonce().ok().flatten().unwrap_or_default().to_owned();

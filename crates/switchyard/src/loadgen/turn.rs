@@ -118,14 +118,28 @@ fn progress(args: &Args, what: &'static str) -> ProgressBar {
 fn setup(args: &Args, sink: SocketAddr) -> anyhow::Result<Vec<TurnClient>> {
     let mut clients = Vec::with_capacity(args.allocations);
     for i in 0..args.allocations {
-        let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
-        c.allocate(None)
-            .with_context(|| format!("allocation {i}"))?;
+        let mut c = new_allocation(args, i)?;
         c.channel_bind(0x4000, sink)
             .with_context(|| format!("channel bind {i}"))?;
         clients.push(c);
     }
     Ok(clients)
+}
+
+/// A client with a fresh allocation. A new local port may still carry an allocation of an
+/// earlier run that was cut short (437); a few fresh ports get past that.
+fn new_allocation(args: &Args, i: usize) -> anyhow::Result<TurnClient> {
+    let mut last = None;
+    for _ in 0..3 {
+        let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
+        match c.allocate(None) {
+            Ok(_relayed) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .expect("three attempts")
+        .context(format!("allocation {i}")))
 }
 
 fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
@@ -471,6 +485,9 @@ fn alloc_rate(args: &Args) -> anyhow::Result<()> {
     if args.kv {
         println!("kv mode=alloc-rate allocs={n} per_sec={rate:.0} cpu_us_per_alloc={cpu_per:.1}");
     }
+    if n == 0 {
+        bail!("no allocation succeeded");
+    }
     Ok(())
 }
 
@@ -482,10 +499,7 @@ fn idle(args: &Args) -> anyhow::Result<()> {
     let bar = progress(args, "allocating");
     let mut clients = Vec::with_capacity(args.allocations);
     for i in 0..args.allocations {
-        let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
-        c.allocate(None)
-            .with_context(|| format!("allocation {i}"))?;
-        clients.push(c);
+        clients.push(new_allocation(args, i)?);
         if i % 256 == 0 {
             bar.set_message(format!("{i} allocations"));
         }

@@ -171,6 +171,11 @@ impl Plan {
         // never needs.
         base.rfc5766_channel_numbers = true;
         base.nonce_key = nonce_key;
+        // coturn's `unauthorized-ratelimit` is off by default; ours is on (reflection abuse got
+        // TURN servers blocked in 2025). `unauthorized-ratelimit-rps=0` turns it off, e.g.
+        // for load tests that open many allocations from one address.
+        base.unauth_rate_limit = cfg.unauthorized_ratelimit_rps;
+        base.include_reason_string = cfg.include_reason_string;
         base.stun_only = cfg.stun_only;
         base.no_stun = cfg.no_stun;
         base.no_auth = matches!(base.auth, Auth::None);

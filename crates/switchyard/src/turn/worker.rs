@@ -188,6 +188,7 @@ impl Worker {
                 }
             };
             let mut batch = SendBatch::new();
+            let mut to_peer = ToPeerRuns::default();
             for (i, reply) in replies.chunks_mut(REPLY_MAX).take(n).enumerate() {
                 let meta = rx.meta(i);
                 if meta.truncated {
@@ -211,10 +212,11 @@ impl Worker {
                         relay,
                         peer,
                         payload,
-                    } => self.relays.send(relay, peer, &data[payload]),
+                    } => to_peer.push(relay, peer, &data[payload]),
                     ClientOutcome::Drop(_) => {}
                 }
             }
+            to_peer.flush(&self.relays);
             let report = batch.flush(socket);
             if let Some(e) = report.error {
                 tracing::debug!(error = %e, dropped = report.dropped, "reply send failed");
@@ -241,43 +243,48 @@ impl Worker {
             };
             let offset = rx.offset();
             let (slots, metas) = rx.split_mut();
-            let mut batch = SendBatch::new();
-            let mut batch_listener: Option<u32> = None;
+            // A relay belongs to one allocation, so everything it receives goes to one
+            // client: one GSO send (or sendmmsg) for the whole batch.
+            let mut framed: [&[u8]; switchyard_netio::BATCH] = [&[]; switchyard_netio::BATCH];
+            let mut count = 0;
+            let mut client = None;
             for (slot, meta) in slots.zip(metas.iter()).take(n) {
                 if meta.truncated {
                     continue;
                 }
                 let payload = offset..offset + meta.len;
-                let PeerOutcome::ToClient { client, range } =
+                let PeerOutcome::ToClient { client: c, range } =
                     self.server
                         .handle_peer(now, relay, meta.source, slot, payload)
                 else {
                     continue;
                 };
-                let framed: &[u8] = &slot[range];
+                client = Some(c);
+                framed[count] = &slot[range];
+                count += 1;
+            }
+            if let Some(client) = client {
+                let framed = &framed[..count];
                 match client.transport {
                     Transport::Udp => {
-                        if batch_listener != Some(client.token.0)
-                            || batch.len() == switchyard_netio::BATCH
-                        {
-                            if let Some(l) = batch_listener {
-                                flush_to(&self.udp, l, &mut batch);
+                        if let Some((socket, _)) = self.udp.get(client.token.0 as usize) {
+                            let report =
+                                switchyard_netio::send_segments(socket, client.remote, framed);
+                            if let Some(e) = report.error {
+                                tracing::debug!(error = %e, dropped = report.dropped, "send to client failed");
                             }
-                            batch_listener = Some(client.token.0);
                         }
-                        batch.push(client.remote, framed);
                     }
                     Transport::Tcp | Transport::Tls => {
                         if let Some(conn) = self.conns.get_mut(client.token.0) {
-                            conn.send(framed);
+                            for f in framed {
+                                conn.send(f);
+                            }
                             let _ = conn.flush();
                         }
                     }
                     _ => {}
                 }
-            }
-            if let Some(l) = batch_listener {
-                flush_to(&self.udp, l, &mut batch);
             }
             if n < switchyard_netio::BATCH {
                 return;
@@ -437,15 +444,6 @@ fn log_event(event: &Event) {
     }
 }
 
-fn flush_to(udp: &[(UdpSocket, SocketAddr)], listener: u32, batch: &mut SendBatch<'_>) {
-    if let Some((socket, _)) = udp.get(listener as usize) {
-        let report = batch.flush(socket);
-        if let Some(e) = report.error {
-            tracing::debug!(error = %e, dropped = report.dropped, "send to clients failed");
-        }
-    }
-}
-
 fn framer(buf: &[u8]) -> Framed {
     match switchyard_stun::frame(buf) {
         switchyard_stun::Frame::Incomplete { .. } => Framed::Incomplete,
@@ -453,6 +451,46 @@ fn framer(buf: &[u8]) -> Framed {
             Framed::Complete(n)
         }
         _ => Framed::Invalid,
+    }
+}
+
+/// Client payloads bound for peers, queued while a receive batch is processed so that runs
+/// to the same relay and peer leave in one GSO send instead of one syscall each.
+#[derive(Default)]
+struct ToPeerRuns<'a> {
+    items: [Option<(RelayId, SocketAddr, &'a [u8])>; switchyard_netio::BATCH],
+    len: usize,
+}
+
+impl<'a> ToPeerRuns<'a> {
+    fn push(&mut self, relay: RelayId, peer: SocketAddr, payload: &'a [u8]) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = Some((relay, peer, payload));
+            self.len += 1;
+        }
+    }
+
+    fn flush(&mut self, relays: &RelayTable) {
+        let items = &self.items[..self.len];
+        let mut k = 0;
+        while k < items.len() {
+            let Some((relay, peer, first)) = items[k] else {
+                break;
+            };
+            let mut run: [&[u8]; switchyard_netio::BATCH] = [&[]; switchyard_netio::BATCH];
+            run[0] = first;
+            let mut end = k + 1;
+            while let Some(Some((r, p, payload))) = items.get(end) {
+                if *r != relay || *p != peer {
+                    break;
+                }
+                run[end - k] = payload;
+                end += 1;
+            }
+            relays.send_run(relay, peer, &run[..end - k]);
+            k = end;
+        }
+        self.len = 0;
     }
 }
 
@@ -464,6 +502,21 @@ struct RelayTable {
 }
 
 impl RelayTable {
+    fn send_run(&self, relay: RelayId, peer: SocketAddr, payloads: &[&[u8]]) {
+        match payloads {
+            [] => {}
+            [one] => self.send(relay, peer, one),
+            many => {
+                if let Some(socket) = self.sockets.get(relay.0) {
+                    let report = switchyard_netio::send_segments(socket, peer, many);
+                    if let Some(e) = report.error {
+                        tracing::trace!(error = %e, %peer, "relay send failed");
+                    }
+                }
+            }
+        }
+    }
+
     fn send(&self, relay: RelayId, peer: SocketAddr, payload: &[u8]) {
         if let Some(socket) = self.sockets.get(relay.0) {
             match socket.send_to(payload, peer) {
