@@ -6,6 +6,11 @@
 //! more than a handful (one per remote ICE candidate), a scan of a few entries beats hashing,
 //! and both are capped ([`MAX_PERMISSIONS`], [`MAX_CHANNELS`]) so a client cannot make the
 //! scan long.
+//!
+//! Memory (issue 4, "cheap state"; measured by `tests/memory.rs`): the permission and
+//! channel vectors grow from capacity 1 (not `Vec`'s default 4), the username and quota user
+//! share one exactly sized string, the advertised relayed address is recomputed instead of
+//! stored, and the slab grows by a quarter at a time instead of doubling.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -47,12 +52,10 @@ pub(crate) struct Channel {
 pub(crate) struct Allocation {
     pub(crate) client: ClientAddr,
     pub(crate) relay: RelayId,
-    /// The address the relay socket is bound to.
+    /// The address the relay socket is bound to (XOR-RELAYED-ADDRESS advertises it with the
+    /// `external-ip` mapping applied, see `Server::advertised`).
     pub(crate) relay_addr: SocketAddr,
-    /// What XOR-RELAYED-ADDRESS advertises (external-ip mapping applied).
-    pub(crate) relayed: SocketAddr,
-    pub(crate) username: Box<str>,
-    pub(crate) quota_user: Box<str>,
+    pub(crate) names: Names,
     pub(crate) key: [u8; 16],
     /// The Allocate transaction that created it, to answer retransmissions (RFC 8656 §7.2:
     /// a retransmitted Allocate gets the same success response, not 437).
@@ -63,6 +66,70 @@ pub(crate) struct Allocation {
     pub(crate) channels: Vec<Channel>,
     /// The deadline this allocation has in the heap (lazy invalidation).
     pub(crate) scheduled: Option<Instant>,
+}
+
+/// The USERNAME an allocation was created with and its quota user, in one exactly sized
+/// string: the quota user is usually a suffix of the username (REST `expiry:user`), and then
+/// it takes no extra byte.
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    buf: Box<str>,
+    user_len: u16,
+    quota_start: u16,
+}
+
+impl Names {
+    pub(crate) fn new(username: &str, quota_user: &str) -> Names {
+        // STUN attributes are at most 64 KiB, so both fit in u16 offsets; anything longer is
+        // cut at a character boundary (it cannot come off the wire).
+        let user = truncate(username, usize::from(u16::MAX) / 2);
+        let quota = truncate(quota_user, usize::from(u16::MAX) / 2);
+        let user_len = user.len() as u16;
+        if user.ends_with(quota) {
+            Names {
+                buf: user.into(),
+                user_len,
+                quota_start: (user.len() - quota.len()) as u16,
+            }
+        } else {
+            let mut buf = String::with_capacity(user.len() + quota.len());
+            buf.push_str(user);
+            buf.push_str(quota);
+            Names {
+                buf: buf.into_boxed_str(),
+                user_len,
+                quota_start: user_len,
+            }
+        }
+    }
+
+    pub(crate) fn username(&self) -> &str {
+        &self.buf[..usize::from(self.user_len)]
+    }
+
+    pub(crate) fn quota_user(&self) -> &str {
+        &self.buf[usize::from(self.quota_start)..]
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Push growing the capacity 1, 2, 4, 8, … instead of `Vec`'s 4, 8, …: most allocations hold
+/// one or two permissions and channels for their whole life.
+fn push_compact<T>(v: &mut Vec<T>, item: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len().max(1));
+    }
+    v.push(item);
 }
 
 impl Allocation {
@@ -91,8 +158,14 @@ impl Allocation {
     pub(crate) fn permit(&mut self, ip: IpAddr, until: Instant) {
         match self.permissions.iter_mut().find(|p| p.ip == ip) {
             Some(p) => p.expires = p.expires.max(until),
-            None => self.permissions.push(Permission { ip, expires: until }),
+            None => push_compact(&mut self.permissions, Permission { ip, expires: until }),
         }
+    }
+
+    /// Add a channel binding; caller has checked the cap and that neither the number nor the
+    /// peer is bound.
+    pub(crate) fn add_channel(&mut self, channel: Channel) {
+        push_compact(&mut self.channels, channel);
     }
 
     /// How many of `ips` would be new permissions.
@@ -172,6 +245,11 @@ impl Table {
                 i
             }
             None => {
+                // Grow by a quarter, not by doubling: with 10,000 allocations a doubled slab
+                // holds up to 6,000 empty slots.
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact((self.slots.len() / 4).max(64));
+                }
                 self.slots.push(Slot {
                     generation: 0,
                     alloc: Some(alloc),
@@ -297,9 +375,7 @@ mod tests {
             },
             relay: RelayId(relay),
             relay_addr: SocketAddr::from(([192, 0, 2, 9], 50000)),
-            relayed: SocketAddr::from(([192, 0, 2, 9], 50000)),
-            username: "u".into(),
-            quota_user: "u".into(),
+            names: Names::new("u", "u"),
             key: [0; 16],
             allocate_tid: [0; 12],
             reservation_token: None,
@@ -375,7 +451,7 @@ mod tests {
         assert_eq!(a.permissions.len(), 1);
         assert!(a.has_permission(peer.ip(), now + Duration::from_secs(299)));
         assert!(!a.has_permission(peer.ip(), now + Duration::from_secs(300)));
-        a.channels.push(Channel {
+        a.add_channel(Channel {
             number: 0x4000,
             peer,
             expires: now + Duration::from_secs(600),
@@ -393,5 +469,31 @@ mod tests {
         assert_eq!(a.channels.len(), 0);
         let ips: Vec<IpAddr> = vec![peer.ip(), peer.ip(), "1.1.1.1".parse().unwrap()];
         assert_eq!(a.new_permission_count(&ips), 2);
+    }
+
+    #[test]
+    fn names_share_one_string() {
+        let n = Names::new("1700000000:@bob:example.org", "@bob:example.org");
+        assert_eq!(n.username(), "1700000000:@bob:example.org");
+        assert_eq!(n.quota_user(), "@bob:example.org");
+        assert_eq!(n.buf.len(), n.username().len());
+        let n = Names::new("alice", "alice");
+        assert_eq!((n.username(), n.quota_user()), ("alice", "alice"));
+        let n = Names::new("", "");
+        assert_eq!((n.username(), n.quota_user()), ("", ""));
+        let n = Names::new("bob", "carol");
+        assert_eq!((n.username(), n.quota_user()), ("bob", "carol"));
+    }
+
+    #[test]
+    fn compact_growth() {
+        let now = Instant::now();
+        let mut a = alloc(1, 1, now);
+        a.permit("8.8.8.8".parse().unwrap(), now);
+        assert_eq!(a.permissions.capacity(), 1);
+        a.permit("8.8.4.4".parse().unwrap(), now);
+        assert_eq!(a.permissions.capacity(), 2);
+        a.permit("1.1.1.1".parse().unwrap(), now);
+        assert_eq!(a.permissions.capacity(), 4);
     }
 }

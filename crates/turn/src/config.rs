@@ -141,6 +141,19 @@ pub struct ServerConfig {
     pub no_stun: bool,
     /// `no-auth`: anonymous TURN (also implied by `Auth::None`).
     pub no_auth: bool,
+    /// coturn `unauthorized-ratelimit`, but on by default: replies to requests that did not
+    /// pass authentication (401 and 438 challenges, errors sent before authentication, 420 to
+    /// Binding) go to one source IP (an IPv6 source counted by its /64) at most this many
+    /// times per second over UDP; the rest are dropped without reply
+    /// ([`crate::DropReason::RateLimited`]). TCP and TLS are exempt (their source address
+    /// is not spoofable). Binding success responses are not limited. 0 = off. Default 10,
+    /// coturn's value when enabled.
+    pub unauth_rate_limit: u32,
+    /// coturn `include-reason-string`: error responses to unauthenticated requests carry
+    /// their reason phrase ("Unauthorized", "Stale Nonce", …) and, with it, 401 its standard
+    /// phrase. Default false: those replies carry the code only, to stay small. Errors to
+    /// authenticated requests always carry a short phrase.
+    pub include_reason_string: bool,
 }
 
 impl ServerConfig {
@@ -171,6 +184,8 @@ impl ServerConfig {
             stun_only: false,
             no_stun: false,
             no_auth: false,
+            unauth_rate_limit: 10,
+            include_reason_string: false,
         }
     }
 }

@@ -4,17 +4,18 @@
 //! per-source state. The nonce carries its own issue time and a MAC binding it to the client
 //! transport address, so any worker holding the shared `nonce_key` can check it:
 //!
-//! `nonce = hex8(issue_unix_secs) || hex16(HMAC-SHA1(nonce_key, ip || port || issue)[..8])`
+//! `nonce = base64url(issue_unix_secs_be32 || HMAC-SHA1(nonce_key, ip || port || issue)[..8])`
 //!
-//! 24 ASCII characters, inside RFC 8489 §14.10's 763-byte limit and short enough to keep
-//! the 401 small.
+//! 16 ASCII characters (12 bytes, base64url without padding, so exactly one spelling):
+//! inside RFC 8489 §14.10's 763-byte limit and as short as a 64-bit MAC allows, to keep the
+//! 401 small (a forged nonce has a 2^-64 chance per try, and every try costs a round trip).
 
 use std::net::SocketAddr;
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = 16;
 
 /// The verdict on a client's NONCE.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -42,42 +43,50 @@ fn mac(key: &[u8; 32], client: SocketAddr, issued: u32) -> [u8; 8] {
     out
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-fn hex_into(src: &[u8], dst: &mut [u8]) {
-    for (i, b) in src.iter().enumerate() {
-        dst[2 * i] = HEX[usize::from(b >> 4)];
-        dst[2 * i + 1] = HEX[usize::from(b & 15)];
+/// base64url of 12 bytes: 16 characters, no padding, no leftover bits.
+fn encode(src: &[u8; 12]) -> [u8; NONCE_LEN] {
+    let mut out = [0u8; NONCE_LEN];
+    for (i, chunk) in src.chunks_exact(3).enumerate() {
+        let v = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+        for j in 0..4 {
+            out[4 * i + j] = B64[((v >> (18 - 6 * j)) & 63) as usize];
+        }
     }
+    out
 }
 
-fn unhex(src: &[u8], dst: &mut [u8]) -> bool {
-    if src.len() != dst.len() * 2 {
-        return false;
+fn decode(src: &[u8]) -> Option<[u8; 12]> {
+    if src.len() != NONCE_LEN {
+        return None;
     }
-    for (i, pair) in src.chunks_exact(2).enumerate() {
-        let (Some(hi), Some(lo)) = (
-            (pair[0] as char).to_digit(16),
-            (pair[1] as char).to_digit(16),
-        ) else {
-            return false;
-        };
-        // Only lower-case, so a nonce has exactly one spelling.
-        if pair[0].is_ascii_uppercase() || pair[1].is_ascii_uppercase() {
-            return false;
+    let mut out = [0u8; 12];
+    for (i, quad) in src.chunks_exact(4).enumerate() {
+        let mut v = 0u32;
+        for &c in quad {
+            let d = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' => 62,
+                b'_' => 63,
+                _ => return None,
+            };
+            v = v << 6 | u32::from(d);
         }
-        dst[i] = (hi * 16 + lo) as u8;
+        out[3 * i..3 * i + 3].copy_from_slice(&v.to_be_bytes()[1..]);
     }
-    true
+    Some(out)
 }
 
 /// Issue a nonce for `client` at `now_unix`.
 pub fn issue(key: &[u8; 32], client: SocketAddr, now_unix: u64) -> [u8; NONCE_LEN] {
     let issued = now_unix as u32;
-    let mut out = [0u8; NONCE_LEN];
-    hex_into(&issued.to_be_bytes(), &mut out[..8]);
-    hex_into(&mac(key, client, issued), &mut out[8..]);
-    out
+    let mut raw = [0u8; 12];
+    raw[..4].copy_from_slice(&issued.to_be_bytes());
+    raw[4..].copy_from_slice(&mac(key, client, issued));
+    encode(&raw)
 }
 
 /// Check a nonce the client sent back. `stale_after = None` means nonces never go stale.
@@ -88,15 +97,11 @@ pub fn check(
     now_unix: u64,
     stale_after: Option<u64>,
 ) -> NonceCheck {
-    if nonce.len() != NONCE_LEN {
+    let Some(raw) = decode(nonce) else {
         return NonceCheck::Invalid;
-    }
-    let mut ts = [0u8; 4];
-    let mut tag = [0u8; 8];
-    if !unhex(&nonce[..8], &mut ts) || !unhex(&nonce[8..], &mut tag) {
-        return NonceCheck::Invalid;
-    }
-    let issued = u32::from_be_bytes(ts);
+    };
+    let issued = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    let tag = &raw[4..];
     let want = mac(key, client, issued);
     // Constant time: the tag is a MAC.
     let diff = want
@@ -127,7 +132,12 @@ mod tests {
         let key = [7u8; 32];
         let c: SocketAddr = "192.0.2.1:5000".parse().unwrap();
         let n = issue(&key, c, 1_700_000_000);
-        assert!(n.iter().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(n.len(), 16);
+        assert!(
+            n.iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        );
+        assert_eq!(decode(&n).map(|r| encode(&r)), Some(n));
         assert_eq!(
             check(&key, c, &n, 1_700_000_000, Some(600)),
             NonceCheck::Valid
@@ -152,7 +162,7 @@ mod tests {
             NonceCheck::Invalid
         );
         let mut bad = n;
-        bad[23] = if bad[23] == b'0' { b'1' } else { b'0' };
+        bad[15] = if bad[15] == b'A' { b'B' } else { b'A' };
         assert_eq!(
             check(&key, c, &bad, 1_700_000_000, Some(600)),
             NonceCheck::Invalid
@@ -161,14 +171,12 @@ mod tests {
             check(&key, c, b"short", 1_700_000_000, Some(600)),
             NonceCheck::Invalid
         );
-        let mut upper = n;
-        upper.make_ascii_uppercase();
-        if upper != n {
-            assert_eq!(
-                check(&key, c, &upper, 1_700_000_000, Some(600)),
-                NonceCheck::Invalid
-            );
-        }
+        let mut other_alphabet = n;
+        other_alphabet[0] = b'+';
+        assert_eq!(
+            check(&key, c, &other_alphabet, 1_700_000_000, Some(600)),
+            NonceCheck::Invalid
+        );
         // From the future.
         assert_eq!(
             check(&key, c, &n, 1_699_999_000, Some(600)),

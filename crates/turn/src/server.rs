@@ -9,7 +9,9 @@ use switchyard_stun::{
     AddressFamily, BuildError, Class, Integrity, Message, MessageBuilder, MessageType, Method, attr,
 };
 
-use crate::allocation::{Allocation, Channel, MAX_CHANNELS, MAX_PERMISSIONS, Table, TimerKey};
+use crate::allocation::{
+    Allocation, Channel, MAX_CHANNELS, MAX_PERMISSIONS, Names, Table, TimerKey,
+};
 use crate::auth::{AuthFailure, Authenticator};
 use crate::config::{QuotaExceeded, ServerConfig};
 use crate::nonce::{self, NonceCheck};
@@ -80,11 +82,17 @@ const CHANNEL_BIND_ATTRS: &[u16] = &[
 ];
 const SEND_ATTRS: &[u16] = &[attr::XOR_PEER_ADDRESS, attr::DATA, attr::DONT_FRAGMENT];
 
-fn reason(code: u16) -> &'static str {
-    // Short phrases keep error responses small (turn-anchors §3.6); 401 has none at all.
+/// The reason phrase of an error response. Replies to unauthenticated requests have none
+/// unless `include_reason_string` is set (they are what a reflection attack gets amplified
+/// by); others carry short phrases (turn-anchors §3.6).
+fn reason(code: u16, unauthenticated: bool, include: bool) -> &'static str {
+    if unauthenticated && !include {
+        return "";
+    }
     match code {
         300 => "Try Alternate",
         400 => "Bad Request",
+        401 if include => "Unauthorized",
         401 => "",
         403 => "Forbidden",
         420 => "Unknown Attribute",
@@ -122,12 +130,82 @@ impl Rng {
     }
 }
 
+/// Buckets of the unauthenticated-reply limiter (coturn's `unauthorized-ratelimit` table
+/// has 4096 too).
+const LIMITER_BUCKETS: usize = 4096;
+
+/// Per-source-IP limit on replies to unauthenticated requests over UDP (coturn
+/// `unauthorized-ratelimit`, on by default here): a fixed window of one (Unix) second per
+/// bucket, buckets chosen by a keyed hash of the source IP (an IPv6 source by its /64, since
+/// one host owns a whole /64). No allocation after construction, no lock (the table is the
+/// worker's own).
+///
+/// Two IPs that share a bucket share its budget within a second; the hash is keyed with the
+/// server's random seed, so an attacker cannot aim a flood at a victim's bucket from other
+/// addresses, and a collision can only make replies rarer, never exceed the limit for an IP.
+#[derive(Debug)]
+struct UnauthLimiter {
+    /// `(second, count)` per bucket.
+    buckets: Box<[(u32, u32)]>,
+    key: u64,
+    limit: u32,
+}
+
+impl UnauthLimiter {
+    fn new(limit: u32, key: u64) -> Self {
+        UnauthLimiter {
+            buckets: if limit == 0 {
+                Box::default()
+            } else {
+                vec![(0, 0); LIMITER_BUCKETS].into_boxed_slice()
+            },
+            key,
+            limit,
+        }
+    }
+
+    #[inline]
+    fn bucket(&self, ip: IpAddr) -> usize {
+        let bits = match ip.to_canonical() {
+            IpAddr::V4(v4) => u64::from(u32::from(v4)),
+            IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64 ^ 0x6666_6666_0000_0000,
+        };
+        // SplitMix64's finaliser over the keyed address.
+        let mut z = bits ^ self.key;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z as usize) & (LIMITER_BUCKETS - 1)
+    }
+
+    /// Count one reply to `ip` in `second`; false when the limit for that second is spent.
+    #[inline]
+    fn allow(&mut self, ip: IpAddr, second: u32) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        let i = self.bucket(ip);
+        let b = &mut self.buckets[i];
+        if b.0 != second {
+            *b = (second, 0);
+        }
+        if b.1 >= self.limit {
+            return false;
+        }
+        b.1 += 1;
+        true
+    }
+}
+
 /// How a response is signed.
 #[derive(Copy, Clone, Debug)]
 struct Sign {
     key: Option<[u8; 16]>,
     sha256: bool,
     fingerprint: bool,
+    /// A reply to a request that has not passed authentication (or needs none, like
+    /// Binding): no SOFTWARE on errors, no reason phrase unless `include_reason_string`.
+    unauthenticated: bool,
 }
 
 /// A request that passed authentication.
@@ -161,6 +239,7 @@ pub struct Server {
     events: VecDeque<Event>,
     stats: Stats,
     channel_max: u16,
+    limiter: UnauthLimiter,
 }
 
 impl std::fmt::Debug for Server {
@@ -203,6 +282,9 @@ impl Server {
         } else {
             0x4FFF
         };
+        // A key of its own, so the port and token sequence of a seeded server is unchanged.
+        let limiter_key = Rng(seed ^ 0x6C69_6D69_7465_7221).next_u64();
+        let limiter = UnauthLimiter::new(config.unauth_rate_limit, limiter_key);
         Server {
             ports: Ports::new(config.port_range.clone()),
             policy,
@@ -210,6 +292,7 @@ impl Server {
             auth_enabled,
             table: Table::default(),
             rng: Rng(seed),
+            limiter,
             events: VecDeque::new(),
             stats: Stats::default(),
             channel_max,
@@ -244,6 +327,17 @@ impl Server {
         } else {
             self.events.push_back(e);
         }
+    }
+
+    /// May a reply to an unauthenticated request go to `from` now? Only UDP is limited: a
+    /// TCP/TLS peer completed a handshake, so its address is not spoofed, and DTLS has its
+    /// cookie exchange.
+    fn unauth_reply_allowed(&mut self, now: Instant, from: ClientAddr) -> bool {
+        if from.transport != crate::Transport::Udp {
+            return true;
+        }
+        let second = self.cfg.clock.unix_at(now) as u32;
+        self.limiter.allow(from.remote.ip(), second)
     }
 
     fn drop(&mut self, reason: DropReason) -> ClientOutcome {
@@ -308,12 +402,13 @@ impl Server {
         relays.close(alloc.relay);
         self.ports
             .release(alloc.relay_addr.ip(), alloc.relay_addr.port());
-        self.cfg.quotas.release(&alloc.quota_user);
+        self.cfg.quotas.release(alloc.names.quota_user());
         self.stats.allocations_freed += 1;
+        let relayed = self.relayed(alloc.relay_addr);
         self.event(Event::AllocationFreed {
             client: alloc.client,
-            relayed: alloc.relayed,
-            username: alloc.username.into(),
+            relayed,
+            username: alloc.names.username().into(),
             reason,
         });
     }
@@ -480,6 +575,7 @@ impl Server {
             key: None,
             sha256: false,
             fingerprint: self.cfg.fingerprint || msg.has_fingerprint(),
+            unauthenticated: true,
         }
     }
 
@@ -494,7 +590,7 @@ impl Server {
         self.stats.requests += 1;
         let method = msg.method();
         if method == Method::BINDING {
-            return self.binding(from, msg, reply);
+            return self.binding(now, from, msg, reply);
         }
         let known = match method {
             Method::ALLOCATE => ALLOCATE_ATTRS,
@@ -506,6 +602,9 @@ impl Server {
             _ => {
                 if self.cfg.stun_only {
                     return self.drop(DropReason::StunDisabled);
+                }
+                if !self.unauth_reply_allowed(now, from) {
+                    return self.drop(DropReason::RateLimited);
                 }
                 let sign = self.base_sign(msg);
                 return self.error(reply, msg, 400, sign, |_| Ok(()));
@@ -541,7 +640,7 @@ impl Server {
         if let Some(index) = existing
             && let Some(alloc) = self.table.get(index)
             && self.auth_enabled
-            && *alloc.username != *authed.username
+            && alloc.names.username() != authed.username
         {
             let code = if method == Method::ALLOCATE { 437 } else { 441 };
             return self.error(reply, msg, code, authed.sign, |_| Ok(()));
@@ -558,7 +657,13 @@ impl Server {
 
     /// RFC 8489 §6.3 Binding: XOR-MAPPED-ADDRESS only (turn-anchors §3.6: keep the
     /// amplification factor low), FINGERPRINT if asked, no authentication.
-    fn binding(&mut self, from: ClientAddr, msg: &Message<'_>, reply: &mut [u8]) -> ClientOutcome {
+    fn binding(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+    ) -> ClientOutcome {
         if self.cfg.no_stun {
             return self.drop(DropReason::StunDisabled);
         }
@@ -573,6 +678,9 @@ impl Server {
             }
         }
         if n > 0 {
+            if !self.unauth_reply_allowed(now, from) {
+                return self.drop(DropReason::RateLimited);
+            }
             let list = &unknown[..n];
             return self.error(reply, msg, 420, sign, |b| b.add_unknown_attributes(list));
         }
@@ -593,6 +701,7 @@ impl Server {
     ) -> Result<Authed, AuthReject> {
         let mut sign = self.base_sign(msg);
         if !self.auth_enabled {
+            sign.unauthenticated = false;
             return Ok(Authed {
                 username: String::new(),
                 quota_user: String::new(),
@@ -632,7 +741,7 @@ impl Server {
         // requests with the same USERNAME are checked against it, and the REST expiry is
         // not enforced again.
         if let Some(alloc) = existing.and_then(|i| self.table.get(i))
-            && *alloc.username == *username
+            && alloc.names.username() == username
         {
             if realm != self.auth.realm() || !verify(&alloc.key) {
                 return Err(AuthReject::Unauthorized(Some((
@@ -642,9 +751,10 @@ impl Server {
             }
             sign.key = Some(alloc.key);
             sign.sha256 = sha256;
+            sign.unauthenticated = false;
             return Ok(Authed {
                 username: username.to_owned(),
-                quota_user: alloc.quota_user.to_string(),
+                quota_user: alloc.names.quota_user().to_owned(),
                 key: Some(alloc.key),
                 sign,
             });
@@ -653,6 +763,7 @@ impl Server {
             Ok(a) => {
                 sign.key = Some(a.key);
                 sign.sha256 = sha256;
+                sign.unauthenticated = false;
                 Ok(Authed {
                     username: username.to_owned(),
                     quota_user: a.quota_user,
@@ -672,6 +783,11 @@ impl Server {
         reply: &mut [u8],
         reject: AuthReject,
     ) -> ClientOutcome {
+        // Before any work (nonce MAC, event): a flood of unauthenticated requests costs a
+        // table lookup per datagram once over the limit.
+        if !self.unauth_reply_allowed(now, from) {
+            return self.drop(DropReason::RateLimited);
+        }
         let sign = self.base_sign(msg);
         let code = match reject {
             AuthReject::BadRequest => return self.error(reply, msg, 400, sign, |_| Ok(())),
@@ -693,11 +809,15 @@ impl Server {
             from.remote,
             self.cfg.clock.unix_at(now),
         );
-        let realm = self.cfg.realm.clone();
-        self.error(reply, msg, code, sign, |b| {
+        // Borrow the realm out of the config for the builder instead of cloning it: the
+        // unauthenticated path allocates nothing.
+        let realm = std::mem::take(&mut self.cfg.realm);
+        let out = self.error(reply, msg, code, sign, |b| {
             b.add(attr::REALM, realm.as_bytes())?;
             b.add(attr::NONCE, &nonce)
-        })
+        });
+        self.cfg.realm = realm;
+        out
     }
 
     fn respond(
@@ -712,7 +832,12 @@ impl Server {
             class,
             method: msg.method(),
         };
-        let software = self.cfg.software.as_deref();
+        // SOFTWARE is left off errors to unauthenticated requests: they should stay small.
+        let software = if sign.unauthenticated && class == Class::Error {
+            None
+        } else {
+            self.cfg.software.as_deref()
+        };
         let built = (|| {
             let mut b = MessageBuilder::new(reply, typ, msg.transaction_id())?;
             body(&mut b)?;
@@ -749,8 +874,9 @@ impl Server {
         extra: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> ClientOutcome {
         self.stats.count_error(code);
+        let include = self.cfg.include_reason_string;
         self.respond(reply, msg, Class::Error, sign, |b| {
-            b.add_error_code(code, reason(code))?;
+            b.add_error_code(code, reason(code, sign.unauthenticated, include))?;
             extra(b)
         })
     }
@@ -812,6 +938,11 @@ impl Server {
         relay_ip
     }
 
+    /// What XOR-RELAYED-ADDRESS says for a relay socket bound to `relay_addr`.
+    fn relayed(&self, relay_addr: SocketAddr) -> SocketAddr {
+        SocketAddr::new(self.advertised(relay_addr.ip()), relay_addr.port())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn allocate_success(
         &mut self,
@@ -826,7 +957,7 @@ impl Server {
         let Some(alloc) = self.table.get(index) else {
             return self.drop(DropReason::NoAllocation);
         };
-        let relayed = alloc.relayed;
+        let relayed = self.relayed(alloc.relay_addr);
         let lifetime = alloc.expires.saturating_duration_since(now).as_secs() as u32;
         let token = alloc.reservation_token;
         let mapped = from.remote;
@@ -838,7 +969,7 @@ impl Server {
                 v[0] = 0x02;
                 v[2] = 4;
                 v[3] = 40;
-                let phrase = reason(440).as_bytes();
+                let phrase = reason(440, false, true).as_bytes();
                 v[4..4 + phrase.len()].copy_from_slice(phrase);
                 b.add(attr::ADDRESS_ERROR_CODE, &v[..4 + phrase.len()])?;
             }
@@ -1003,15 +1134,13 @@ impl Server {
         } else {
             None
         };
-        let relayed = SocketAddr::new(self.advertised(relay_addr.ip()), relay_addr.port());
+        let relayed = self.relayed(relay_addr);
         let lifetime = self.clamp_lifetime(requested_lifetime);
         let index = self.table.insert(Allocation {
             client: from,
             relay,
             relay_addr,
-            relayed,
-            username: authed.username.clone().into(),
-            quota_user: authed.quota_user.clone().into(),
+            names: Names::new(&authed.username, &authed.quota_user),
             key: authed.key.unwrap_or([0; 16]),
             allocate_tid: msg.transaction_id().0,
             reservation_token: new_token,
@@ -1270,7 +1399,7 @@ impl Server {
         }
         match by_number {
             Some(i) => alloc.channels[i].expires = channel_until,
-            None => alloc.channels.push(Channel {
+            None => alloc.add_channel(Channel {
                 number,
                 peer,
                 expires: channel_until,

@@ -132,6 +132,7 @@ drop_reasons! {
     FamilyMismatch => "family_mismatch", "Peer address family differs from the relayed address family.";
     PayloadTooLarge => "payload_too_large", "Peer payload too large for the framing or the buffer lacks room.";
     ReplyBuffer => "reply_buffer", "The reply buffer was too small for the response.";
+    RateLimited => "rate_limited", "Unauthenticated request over the per-IP reply limit (`ServerConfig::unauth_rate_limit`).";
 }
 
 /// Why an allocation ended.
