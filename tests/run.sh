@@ -9,6 +9,7 @@
 #   SKIP_TEST=1      no cargo test
 #   SKIP_FUZZ=1      no fuzz smoke runs        FUZZ_SECS=20  seconds per fuzz target
 #   SKIP_BENCH=1     no quick benchmarks
+#   SKIP_VS_COTURN=1 no short side-by-side load run against coturn
 # SWITCHYARD_INTEROP=1 is exported, so a missing peer fails the interop tests instead of
 # skipping them. SWITCHYARD_TEST_SERVER=coturn runs the interop tests against coturn.
 # Uses the default target dir (or CARGO_TARGET_DIR if set): the interop tests look for the
@@ -80,6 +81,12 @@ fi
 if on SKIP_BENCH; then
     step "cargo bench -p switchyard-benches (quick)"
     cargo bench -p switchyard-benches -- --quick --warm-up-time 1 --measurement-time 2
+fi
+
+if on SKIP_VS_COTURN; then
+    # The side-by-side load comparison in its short form (the full one: bash benches/vs-coturn.sh).
+    step "benches/vs-coturn.sh (QUICK=1)"
+    QUICK=1 PROFILE=ci bash benches/vs-coturn.sh
 fi
 
 step "all done"

@@ -6,6 +6,7 @@
 //! (`recvmmsg`/`sendmmsg`) through buffers allocated once, and turning TCP/TLS byte streams
 //! into frames. Each `unsafe` block carries a `SAFETY:` comment.
 
+pub mod counting;
 pub mod ifaddrs;
 pub mod stream;
 pub mod tls;

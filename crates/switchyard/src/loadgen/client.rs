@@ -65,6 +65,11 @@ impl TurnClient {
         })
     }
 
+    /// The server this client talks to.
+    pub(crate) fn server(&self) -> SocketAddr {
+        self.server
+    }
+
     /// Allocates a UDP relay, answering the 401 challenge first; returns the relayed address.
     pub(crate) fn allocate(&mut self, lifetime: Option<u32>) -> anyhow::Result<SocketAddr> {
         let mut tries = 0;
