@@ -547,6 +547,7 @@ impl Server {
         let Some(Ok(peer)) = msg.xor_peer_addresses().next() else {
             return self.drop(DropReason::BadSendIndication);
         };
+        let peer = self.peer_from_wire(peer);
         if peer_family_mismatch(alloc.relay_addr, peer) {
             return self.drop(DropReason::FamilyMismatch);
         }
@@ -938,6 +939,36 @@ impl Server {
         relay_ip
     }
 
+    /// coturn's `external-ip=PUBLIC/PRIVATE` also maps peer addresses (turn-anchors §1.4):
+    /// a client that names this server's public address as a peer — both callers relaying
+    /// through the same server behind NAT — means the private relay address, so no hairpin
+    /// NAT is needed. Bare `external-ip=PUBLIC` maps nothing, as in coturn.
+    fn peer_from_wire(&self, peer: SocketAddr) -> SocketAddr {
+        match self
+            .cfg
+            .external_ips
+            .iter()
+            .find(|e| e.public == peer.ip() && e.private.is_some())
+        {
+            Some(e) => SocketAddr::new(e.private.unwrap_or(e.public), peer.port()),
+            None => peer,
+        }
+    }
+
+    /// The reverse of [`Self::peer_from_wire`] for addresses the client sees (Data
+    /// indications), so they match the permission the client asked for.
+    fn peer_to_wire(&self, peer: SocketAddr) -> SocketAddr {
+        match self
+            .cfg
+            .external_ips
+            .iter()
+            .find(|e| e.private == Some(peer.ip()))
+        {
+            Some(e) => SocketAddr::new(e.public, peer.port()),
+            None => peer,
+        }
+    }
+
     /// What XOR-RELAYED-ADDRESS says for a relay socket bound to `relay_addr`.
     fn relayed(&self, relay_addr: SocketAddr) -> SocketAddr {
         SocketAddr::new(self.advertised(relay_addr.ip()), relay_addr.port())
@@ -1314,7 +1345,7 @@ impl Server {
             if n == MAX_PEERS_PER_REQUEST {
                 return self.error(reply, msg, 508, sign, |_| Ok(()));
             }
-            peers[n] = p;
+            peers[n] = self.peer_from_wire(p);
             n += 1;
         }
         if n == 0 {
@@ -1371,7 +1402,7 @@ impl Server {
             return self.error(reply, msg, 400, sign, |_| Ok(()));
         }
         let peer = match msg.xor_peer_addresses().next() {
-            Some(Ok(p)) => p,
+            Some(Ok(p)) => self.peer_from_wire(p),
             _ => return self.error(reply, msg, 400, sign, |_| Ok(())),
         };
         if let Err(code) = self.check_peer(from, relay_addr, peer) {
@@ -1471,7 +1502,8 @@ impl Server {
         // RFC 8656 §11.3: Data indication with XOR-PEER-ADDRESS and DATA. Attribute values
         // are always padded, on every transport.
         let pad = (4 - len % 4) % 4;
-        let xpa_len = if peer.is_ipv4() { 8 } else { 20 };
+        let wire_peer = self.peer_to_wire(peer);
+        let xpa_len = if wire_peer.is_ipv4() { 8 } else { 20 };
         let header = 20 + 4 + xpa_len + 4;
         let body = 4 + xpa_len + 4 + len + pad;
         if payload.start < header || payload.end + pad > buf.len() || body > usize::from(u16::MAX) {
@@ -1487,7 +1519,7 @@ impl Server {
         h[8..20].copy_from_slice(&tid);
         h[20..22].copy_from_slice(&attr::XOR_PEER_ADDRESS.to_be_bytes());
         h[22..24].copy_from_slice(&(xpa_len as u16).to_be_bytes());
-        write_xor_address(&mut h[24..24 + xpa_len], peer, &tid);
+        write_xor_address(&mut h[24..24 + xpa_len], wire_peer, &tid);
         let d = 24 + xpa_len;
         h[d..d + 2].copy_from_slice(&attr::DATA.to_be_bytes());
         h[d + 2..d + 4].copy_from_slice(&(len as u16).to_be_bytes());

@@ -980,6 +980,55 @@ fn external_ip_is_advertised() {
     );
 }
 
+/// `external-ip=PUB/PRIV`: a client naming the server's public address as a peer (both
+/// callers on the same relay behind NAT) reaches the private relay address, and Data
+/// indications name the public one again, as coturn does.
+#[test]
+fn external_ip_pair_maps_peer_addresses() {
+    let public = "203.0.113.50";
+    let mut h = H::with(|c| {
+        c.external_ips = vec![ExternalIp {
+            public: public.parse().unwrap(),
+            private: Some(RELAY_V4.parse().unwrap()),
+        }];
+    });
+    let mut c = alice(&h, 5000);
+    h.alloc_ok(&mut c);
+    let relay = *h.relays.bound.keys().next().unwrap();
+    let peer_public = sa(&format!("{public}:50050"));
+    let peer_private = sa(&format!("{RELAY_V4}:50050"));
+    assert!(h.permit(&mut c, &[peer_public]).ok());
+    match h.send_indication(&mut c, peer_public, b"hi").outcome {
+        ClientOutcome::ToPeer { peer, .. } => assert_eq!(peer, peer_private),
+        other => panic!("{other:?}"),
+    }
+    let p = h.peer_sends(relay, peer_private, b"back");
+    assert!(p.delivered(), "{:?}", p.outcome);
+    let m = Message::parse(&p.bytes).unwrap();
+    assert_eq!(
+        decode_xor(
+            m.get(attr::XOR_PEER_ADDRESS).unwrap(),
+            &m.transaction_id().0
+        ),
+        Some(peer_public)
+    );
+    // A bare external-ip maps nothing.
+    let mut h = H::with(|c| {
+        c.external_ips = vec![ExternalIp {
+            public: "198.51.100.9".parse().unwrap(),
+            private: None,
+        }];
+    });
+    let mut c = alice(&h, 5001);
+    h.alloc_ok(&mut c);
+    let other = sa("8.8.4.4:999");
+    assert!(h.permit(&mut c, &[other]).ok());
+    match h.send_indication(&mut c, other, b"x").outcome {
+        ClientOutcome::ToPeer { peer, .. } => assert_eq!(peer, other),
+        o => panic!("{o:?}"),
+    }
+}
+
 #[test]
 fn bad_input_is_dropped_silently() {
     let mut h = H::new();
