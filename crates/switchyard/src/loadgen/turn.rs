@@ -66,6 +66,12 @@ pub(crate) struct Args {
     /// Sender threads.
     #[arg(long, default_value_t = 1)]
     senders: usize,
+    /// Packets sent back to back per allocation (one `sendmmsg`), as a video sender does
+    /// with the packets of a frame. Paced runs default to 1 (allocations interleave packet
+    /// by packet, the hardest case for a relay to batch); full-speed runs use 16 so the
+    /// generator can outrun the server.
+    #[arg(long)]
+    burst: Option<usize>,
     /// The server's pid, for CPU and RSS figures.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -127,10 +133,10 @@ fn setup(args: &Args, sink: SocketAddr) -> anyhow::Result<Vec<TurnClient>> {
 }
 
 /// A client with a fresh allocation. A new local port may still carry an allocation of an
-/// earlier run that was cut short (437); a few fresh ports get past that.
+/// earlier run (coturn keeps deleted sessions for a while; 437): fresh ports get past that.
 fn new_allocation(args: &Args, i: usize) -> anyhow::Result<TurnClient> {
     let mut last = None;
-    for _ in 0..3 {
+    for _ in 0..10 {
         let mut c = TurnClient::new(SocketAddr::new(args.bind, 0), args.server, creds(args, i))?;
         match c.allocate(None) {
             Ok(_relayed) => return Ok(c),
@@ -138,7 +144,7 @@ fn new_allocation(args: &Args, i: usize) -> anyhow::Result<TurnClient> {
         }
     }
     Err(last
-        .expect("three attempts")
+        .expect("ten attempts")
         .context(format!("allocation {i}")))
 }
 
@@ -185,8 +191,12 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
     for group in groups {
         let sent = sent.clone();
         let size = args.size;
+        let burst = args
+            .burst
+            .unwrap_or(if args.rate == 0 { 16 } else { 1 })
+            .clamp(1, 32);
         handles.push(std::thread::spawn(move || {
-            send_loop(group, size, per_sender_rate, duration, base, &sent)
+            send_loop(group, size, per_sender_rate, burst, duration, base, &sent)
         }));
     }
     while started.elapsed() < duration {
@@ -278,72 +288,66 @@ fn send_loop(
     clients: Vec<TurnClient>,
     size: usize,
     rate: u64,
+    burst: usize,
     duration: Duration,
     base: Instant,
     sent: &AtomicU64,
 ) -> Vec<TurnClient> {
-    /// Datagrams handed to the kernel per `sendmmsg` at full speed, so the generator spends
-    /// its CPU on traffic rather than on syscalls and can outrun the server under test.
-    const BURST: usize = 16;
     if clients.is_empty() {
         return clients;
     }
-    let mut packets = vec![vec![0u8; channel_data::HEADER_LEN + size]; BURST];
+    let mut packets = vec![vec![0u8; channel_data::HEADER_LEN + size]; burst];
     for p in &mut packets {
         let mut header = [0u8; 4];
         channel_data::write_header(&mut header, 0x4000, size as u16);
         p[..4].copy_from_slice(&header);
     }
-    let stamp = |p: &mut [u8], seq: u64| {
-        let now = base.elapsed().as_nanos() as u64;
-        p[4..12].copy_from_slice(&seq.to_be_bytes());
-        p[12..20].copy_from_slice(&now.to_be_bytes());
-    };
     let start = Instant::now();
     let mut seq: u64 = 0;
     let mut reported: u64 = 0;
-    let mut report = |seq: u64| {
-        sent.fetch_add(seq - reported, Ordering::Relaxed);
-        reported = seq;
-    };
     let mut i = 0;
+    // Sends `k` packets from the next allocation in one sendmmsg; returns how many the
+    // kernel took.
+    let mut send_burst = |k: usize, seq: u64, i: &mut usize| -> u64 {
+        let c = &clients[*i % clients.len()];
+        *i += 1;
+        let mut batch = switchyard_netio::SendBatch::new();
+        for (j, p) in packets.iter_mut().take(k).enumerate() {
+            let now = base.elapsed().as_nanos() as u64;
+            p[4..12].copy_from_slice(&(seq + j as u64).to_be_bytes());
+            p[12..20].copy_from_slice(&now.to_be_bytes());
+        }
+        for p in packets.iter().take(k) {
+            batch.push(c.server(), p);
+        }
+        batch.flush(&c.socket).sent as u64
+    };
     loop {
         let elapsed = start.elapsed();
         if elapsed >= duration {
             break;
         }
         if rate == 0 {
-            let c = &clients[i % clients.len()];
-            i += 1;
-            for p in packets.iter_mut() {
-                stamp(p, seq);
-                seq += 1;
-            }
-            let mut batch = switchyard_netio::SendBatch::new();
-            for p in &packets {
-                batch.push(c.server(), p);
-            }
-            let r = batch.flush(&c.socket);
-            // Count only what the kernel took.
-            seq -= r.dropped as u64 + (BURST - r.sent - r.dropped) as u64;
-            report(seq);
+            seq += send_burst(burst, seq, &mut i);
         } else {
             // Paced: send what is due, then sleep to the next millisecond — no spinning,
             // so the generator does not steal the server's core.
             let due = (elapsed.as_secs_f64() * rate as f64) as u64;
             while seq < due {
-                let c = &clients[i % clients.len()];
-                i += 1;
-                let p = &mut packets[0];
-                stamp(p, seq);
-                let _ = c.socket.send(p);
-                seq += 1;
+                let k = burst.min((due - seq) as usize);
+                let took = send_burst(k, seq, &mut i);
+                // A full local socket buffer: count only what went, retry next tick.
+                seq += took;
+                if took < k as u64 {
+                    break;
+                }
             }
-            report(seq);
             std::thread::sleep(Duration::from_millis(1));
         }
+        sent.fetch_add(seq - reported, Ordering::Relaxed);
+        reported = seq;
     }
-    report(seq);
+    sent.fetch_add(seq - reported, Ordering::Relaxed);
     clients
 }
 
@@ -356,10 +360,18 @@ fn sink_loop(
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut rx = RecvBatch::new(0, 2048, 0);
     let mut count = 0u64;
+    // Block in poll(2) until a datagram is there: a sleeping sink would add its own sleep
+    // to every latency figure.
+    let mut poll = mio::Poll::new().expect("poll");
+    let mut events = mio::Events::with_capacity(4);
+    let mut source = mio::net::UdpSocket::from_std(sink);
+    poll.registry()
+        .register(&mut source, mio::Token(0), mio::Interest::READABLE)
+        .expect("register sink");
     while !stop.load(Ordering::Relaxed) {
-        let n = rx.recv(&sink).unwrap_or(0);
+        let n = rx.recv(&source).unwrap_or(0);
         if n == 0 {
-            std::thread::sleep(Duration::from_micros(200));
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
             continue;
         }
         let now = base.elapsed().as_nanos() as u64;

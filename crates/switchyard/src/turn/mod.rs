@@ -62,6 +62,8 @@ fn take_flag(args: &mut Vec<OsString>, flag: &str) -> bool {
 }
 
 fn run(config: TurnConfig) -> anyhow::Result<()> {
+    // One relay socket per allocation: allow as many as the hard limit lets us.
+    switchyard_netio::raise_fd_limit();
     let plan = settings::Plan::from_config(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Shared {
