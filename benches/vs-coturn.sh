@@ -68,6 +68,10 @@ kv() { local v; v=$(sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"); echo "${v:-fail}
 declare -A R
 run_suite() { # name port
   local name=$1 port=$2 line
+  # Idle allocations first, on a fresh server: later runs leave freed memory in the
+  # allocator's pools, which would hide the growth.
+  line=$(lg "$port" --server-pid "$SERVER_PID" --mode idle -n "$IDLE_N")
+  R[$name,rss]=$(kv bytes_per_alloc "$line")
   for size in 200 1200; do
     for n in 1 64; do
       line=$(lg "$port" --server-pid "$SERVER_PID" -n $n --size $size --rate 0 --duration "$DUR")
@@ -87,8 +91,6 @@ run_suite() { # name port
   R[$name,maxpps]=$best
   line=$(lg "$port" --server-pid "$SERVER_PID" --mode alloc-rate -n 8 --duration "$DUR")
   R[$name,allocs]=$(kv per_sec "$line")
-  line=$(lg "$port" --server-pid "$SERVER_PID" --mode idle -n "$IDLE_N")
-  R[$name,rss]=$(kv bytes_per_alloc "$line")
 }
 
 flood_suite() { # name port
