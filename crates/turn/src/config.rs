@@ -141,6 +141,10 @@ pub struct ServerConfig {
     pub no_stun: bool,
     /// `no-auth`: anonymous TURN (also implied by `Auth::None`).
     pub no_auth: bool,
+    /// The addresses the server listens on. Without `relay-ip`, a client asking for the
+    /// other address family than the one it came in on (REQUESTED-ADDRESS-FAMILY) is given a
+    /// relay on one of these, as coturn does for dual-stack hosts.
+    pub listen_ips: Vec<IpAddr>,
     /// coturn `unauthorized-ratelimit`, but on by default: replies to requests that did not
     /// pass authentication (401 and 438 challenges, errors sent before authentication, 420 to
     /// Binding) go to one source IP (an IPv6 source counted by its /64) at most this many
@@ -184,6 +188,7 @@ impl ServerConfig {
             stun_only: false,
             no_stun: false,
             no_auth: false,
+            listen_ips: Vec::new(),
             unauth_rate_limit: 10,
             include_reason_string: false,
         }

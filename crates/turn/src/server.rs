@@ -915,7 +915,20 @@ impl Server {
                 .copied();
         }
         let local = from.local.ip();
-        (local.is_ipv4() == want_v4 && !local.is_unspecified()).then_some(local)
+        if local.is_ipv4() == want_v4 {
+            return (!local.is_unspecified()).then_some(local);
+        }
+        // The other family: a listening address of that family, and one of the same kind
+        // (a loopback client gets a loopback relay, any other client never does).
+        self.cfg
+            .listen_ips
+            .iter()
+            .find(|ip| {
+                ip.is_ipv4() == want_v4
+                    && !ip.is_unspecified()
+                    && ip.is_loopback() == local.is_loopback()
+            })
+            .copied()
     }
 
     /// `external-ip=PUBLIC/PRIVATE` mapping of the bound relay address (turn-anchors §1.4).

@@ -930,6 +930,33 @@ fn stream_transport_pads_channel_data() {
     )));
 }
 
+/// Without `relay-ip`, a client asking for the other family gets a relay on a listening
+/// address of that family — never a loopback one for a client from outside.
+#[test]
+fn other_family_relays_on_a_listening_address() {
+    let mut h = H::with(|c| {
+        c.listen_ips = vec![
+            RELAY_V4.parse().unwrap(),
+            "::1".parse().unwrap(),
+            RELAY_V6.parse().unwrap(),
+        ]
+    });
+    let mut c = alice(&h, 5000);
+    let r = h.allocate(&mut c, &[A::Family(2)]);
+    assert!(r.ok(), "{:?}", r.code());
+    assert_eq!(
+        r.xor_addr(attr::XOR_RELAYED_ADDRESS)
+            .unwrap()
+            .ip()
+            .to_string(),
+        RELAY_V6
+    );
+    // No IPv6 listening address but loopback: 440 for an outside client.
+    let mut h = H::with(|c| c.listen_ips = vec![RELAY_V4.parse().unwrap(), "::1".parse().unwrap()]);
+    let mut c = alice(&h, 5001);
+    assert_eq!(h.allocate(&mut c, &[A::Family(2)]).code(), Some(440));
+}
+
 #[test]
 fn data_indication_ipv6_padding() {
     let mut h =

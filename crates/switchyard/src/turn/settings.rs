@@ -143,6 +143,7 @@ impl Plan {
         base.auth = auth;
         base.policy = policy;
         base.relay_ips = cfg.relay_ips.clone();
+        base.listen_ips = listen_ips.clone();
         base.external_ips = external_ips;
         base.port_range = port_range.clone();
         base.max_lifetime = Duration::from_secs(u64::from(cfg.max_allocate_lifetime.max(1)));
