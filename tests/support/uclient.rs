@@ -106,6 +106,9 @@ pub struct Run {
     pub transport: ClientTransport,
     /// `-s`: Send/Data indications instead of ChannelData.
     pub send_indications: bool,
+    /// `-y`: clients relay to each other's relayed addresses (TURN to TURN on one server)
+    /// instead of to the echo peer.
+    pub client_to_client: bool,
     pub auth: Auth,
     pub clients: u32,
     pub messages: u32,
@@ -121,6 +124,7 @@ impl Run {
             peer_port,
             transport: ClientTransport::Udp,
             send_indications: false,
+            client_to_client: false,
             auth,
             clients: 4,
             messages: 50,
@@ -144,6 +148,9 @@ impl Run {
         }
         if self.send_indications {
             cmd.arg("-s");
+        }
+        if self.client_to_client {
+            cmd.arg("-y");
         }
         match &self.auth {
             Auth::Secret { user, secret } => cmd.args(["-u", user, "-W", secret]),

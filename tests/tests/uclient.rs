@@ -13,6 +13,15 @@ const MXID: &str = "@alice:switchyard.test";
 
 /// Relays 4 clients × 50 messages × 170 bytes and requires every one to come back.
 fn relay_round_trip(transport: ClientTransport, send_indications: bool, auth: Option<Auth>) {
+    relay_round_trip_with(transport, send_indications, auth, false)
+}
+
+fn relay_round_trip_with(
+    transport: ClientTransport,
+    send_indications: bool,
+    auth: Option<Auth>,
+    client_to_client: bool,
+) {
     let tls = transport == ClientTransport::Tls;
     let mut server = need!(TestServer::start(ServerOptions {
         tls,
@@ -31,6 +40,7 @@ fn relay_round_trip(transport: ClientTransport, send_indications: bool, auth: Op
     let mut run = Run::new(port, peer.port, auth);
     run.transport = transport;
     run.send_indications = send_indications;
+    run.client_to_client = client_to_client;
     let label = format!("{transport:?}-{send_indications}");
     let done = need!(run.run(&server.dir, &label));
     server.assert_alive();
@@ -161,4 +171,16 @@ fn binding_reflects_source_address() {
     let (mapped, local) = stun::binding(server.udp_addr(), deadline)
         .unwrap_or_else(|| panic!("no Binding response from {}", server.describe()));
     assert_eq!(mapped, local);
+}
+
+/// `-y`: the clients relay to each other's relayed addresses on the same server, as two
+/// Matrix callers behind the same TURN server do (relay-to-relay on the server's own address).
+#[test]
+fn udp_client_to_client() {
+    relay_round_trip_with(ClientTransport::Udp, false, None, true);
+}
+
+#[test]
+fn tcp_client_to_client_send_indications() {
+    relay_round_trip_with(ClientTransport::Tcp, true, None, true);
 }
