@@ -1,4 +1,5 @@
 # switchyard turn — drop-in for the coturn/coturn image.
+# Status: a first draft, not yet built or tested here (the container work is its own issue).
 #   podman build -t switchyard-turn -f docker/turn.Dockerfile .
 #   podman --runtime runc run --rm --network host switchyard-turn -c /etc/coturn/turnserver.conf
 # Static musl binary on an empty base, running as an unprivileged user.

@@ -228,6 +228,7 @@ impl Worker {
     }
 
     fn on_relay(&mut self, now: Instant, relay: RelayId, rx: &mut RecvBatch) {
+        let mut errors = 0;
         loop {
             let Some(socket) = self.relays.sockets.get(relay.0) else {
                 return;
@@ -236,8 +237,13 @@ impl Worker {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(e) => {
-                    // ICMP errors from earlier sends surface here (ECONNREFUSED); not fatal.
+                    // ICMP errors from earlier sends surface here once each (ECONNREFUSED);
+                    // read on, but never spin on an error that does not go away.
                     tracing::trace!(error = %e, "relay receive error");
+                    errors += 1;
+                    if errors > 8 {
+                        return;
+                    }
                     continue;
                 }
             };
