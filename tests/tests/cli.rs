@@ -121,3 +121,56 @@ fn runs_as_turnserver_and_stops_on_sigterm() {
     let status = status.expect("exits within 5 s of SIGTERM");
     assert!(status.success(), "graceful stop exits 0, got {status:?}");
 }
+
+/// coturn's `max-allocate-timeout`: a TCP connection that makes no allocation in time is
+/// closed (after it got its Binding answered), so idle connections cannot pile up.
+#[test]
+fn idle_tcp_connection_without_allocation_is_closed() {
+    use std::io::{Read, Write};
+    let Some(bin) = switchyard() else { return };
+    let block = ports::allocate();
+    let mut child = Command::new(&bin)
+        .args([
+            "turn",
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--max-allocate-timeout=1",
+        ])
+        .arg(format!("--listening-port={}", block.listen))
+        .arg(format!("--min-port={}", block.relay_min))
+        .arg(format!("--max-port={}", block.relay_max))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, block.listen));
+    let ready = stun::binding(server, Instant::now() + Duration::from_secs(10)).is_some();
+    let mut conn = std::net::TcpStream::connect(server).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let (req, _tid) = stun::binding_request();
+    conn.write_all(&req).unwrap();
+    let mut buf = [0u8; 256];
+    let first = conn.read(&mut buf).unwrap_or(0);
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(6) {
+        match conn.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let waited = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "server answered Binding over UDP");
+    assert!(first >= 20, "Binding over TCP answered");
+    assert!(closed, "connection closed by the server");
+    assert!(
+        waited < Duration::from_secs(4),
+        "closed after about 1-2 s, took {waited:?}"
+    );
+}

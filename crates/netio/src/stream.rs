@@ -62,6 +62,7 @@ pub struct StreamConn {
     output: Vec<u8>,
     remote: SocketAddr,
     local: SocketAddr,
+    opened: std::time::Instant,
 }
 
 impl StreamConn {
@@ -83,7 +84,13 @@ impl StreamConn {
             output: Vec::new(),
             remote,
             local,
+            opened: std::time::Instant::now(),
         }
+    }
+
+    /// When the connection was accepted.
+    pub fn opened(&self) -> std::time::Instant {
+        self.opened
     }
 
     /// The mio source, for registration.

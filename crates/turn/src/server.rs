@@ -1546,6 +1546,14 @@ impl Server {
         }
     }
 
+    /// Whether `client` (its 5-tuple) holds an allocation; the IO layer closes stream
+    /// connections that never make one.
+    pub fn has_allocation(&self, client: &ClientAddr) -> bool {
+        self.table
+            .by_client(&(client.transport, client.remote, client.local))
+            .is_some()
+    }
+
     /// The channel number bound to `peer` on the allocation of `client`, if any.
     pub fn channel_for(&self, client: &ClientAddr, peer: SocketAddr, now: Instant) -> Option<u16> {
         let index = self

@@ -73,6 +73,9 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
             reuse_port: false,
             buffer_size: plan.socket_buffer,
         },
+        allocate_timeout: std::time::Duration::from_secs(u64::from(
+            config.max_allocate_timeout.max(1),
+        )),
     };
 
     let mut handles = Vec::new();

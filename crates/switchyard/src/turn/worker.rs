@@ -26,6 +26,8 @@ const MAX_DATAGRAM: usize = 4096;
 const REPLY_MAX: usize = 1500;
 /// How often the loop wakes with nothing to do, so a stop request is never missed.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
+/// How often stream connections without an allocation are checked against the timeout.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 const KIND_SHIFT: u32 = 29;
 const KIND_UDP: u32 = 0;
@@ -57,6 +59,9 @@ pub(crate) struct Shared {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) relay_socket_options: UdpOptions,
+    /// coturn's `max-allocate-timeout`: a TCP/TLS connection that has made no allocation
+    /// by then is closed, so idle or slow connections cannot pile up.
+    pub(crate) allocate_timeout: Duration,
 }
 
 /// A worker, built on the main thread and then moved into its own thread.
@@ -127,6 +132,7 @@ impl Worker {
         let mut replies = vec![0u8; REPLY_MAX * switchyard_netio::BATCH];
         let mut scratch = vec![0u8; switchyard_netio::stream::MAX_FRAME];
         let mut stream_reply = vec![0u8; REPLY_MAX];
+        let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
         tracing::debug!("worker started");
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -157,6 +163,10 @@ impl Worker {
             }
             if self.server.poll_timeout().is_some_and(|t| t <= now) {
                 self.server.handle_timeout(now, &mut self.relays);
+            }
+            if now >= next_sweep {
+                self.close_idle_connections(now);
+                next_sweep = now + SWEEP_INTERVAL;
             }
             self.log_events();
         }
@@ -374,6 +384,32 @@ impl Worker {
             broken = true;
         }
         if broken || status == ReadStatus::Closed {
+            self.close_conn(now, id);
+        }
+    }
+
+    fn close_idle_connections(&mut self, now: Instant) {
+        let timeout = self.shared.allocate_timeout;
+        let mut idle = Vec::new();
+        for (id, conn) in self.conns.iter() {
+            if now.saturating_duration_since(conn.opened()) < timeout {
+                continue;
+            }
+            let client = ClientAddr {
+                transport: match conn.mode() {
+                    switchyard_netio::Mode::Tls => Transport::Tls,
+                    _ => Transport::Tcp,
+                },
+                remote: conn.remote(),
+                local: conn.local(),
+                token: SocketToken(id),
+            };
+            if !self.server.has_allocation(&client) {
+                idle.push(id);
+            }
+        }
+        for id in idle {
+            tracing::debug!("closing a connection that made no allocation in time");
             self.close_conn(now, id);
         }
     }
@@ -602,6 +638,13 @@ impl<T> Slab<T> {
 
     fn get_mut(&mut self, key: u32) -> Option<&mut T> {
         self.entries.get_mut(key as usize).and_then(Option::as_mut)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k as u32, v)))
     }
 
     fn remove(&mut self, key: u32) -> Option<T> {
