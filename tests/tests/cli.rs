@@ -174,3 +174,22 @@ fn idle_tcp_connection_without_allocation_is_closed() {
         "closed after about 1-2 s, took {waited:?}"
     );
 }
+
+/// `--help` prints usage and exits; it must never start a relay.
+#[test]
+fn help_prints_usage_and_does_not_start() {
+    let Some(bin) = switchyard() else { return };
+    for flag in ["--help", "-h"] {
+        // Bounded: a regression that starts the relay would otherwise never return.
+        let out = Command::new("timeout")
+            .arg("10")
+            .arg(&bin)
+            .args(["turn", flag])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flag}: {:?}", out.status);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Usage: switchyard turn"), "{stdout}");
+    }
+}

@@ -16,8 +16,40 @@ use switchyard_netio::UdpOptions;
 use crate::logging::{self, LogTarget};
 use worker::{Listeners, Shared, Worker};
 
+const HELP: &str = "\
+Usage: switchyard turn [-c FILE | -n] [coturn options...]
+       turnserver [-c FILE | -n] [coturn options...]
+
+A TURN/STUN relay that reads coturn's turnserver.conf and command line:
+  -c FILE                    config file (default: turnserver.conf on coturn's search path)
+  -n                         no config file
+  --check-config             print the effective configuration and exit
+  -p, --listening-port=N     UDP/TCP port (3478)       --tls-listening-port=N (5349)
+  -L, --listening-ip=IP      listen address (repeatable; default: every host address)
+  -E, --relay-ip=IP          relay address              -X, --external-ip=PUB[/PRIV]
+  --min-port=N --max-port=N  relay port range (49152-65535)
+  --use-auth-secret --static-auth-secret=S   Synapse's turn_shared_secret (repeatable)
+  -u, --user=NAME:PASS       static user               -r, --realm=REALM
+  --allowed-peer-ip=RANGE    open a peer range (IP, a-b or CIDR); --denied-peer-ip=RANGE
+  --allow-loopback-peers     relay to loopback (tests only)
+  --cert=PEM --pkey=PEM      TLS                        -m, --relay-threads=N
+Every coturn option is recognised; the ones not implemented yet are accepted with a warning.
+Private, loopback, link-local and other internal peers are denied by default.";
+
 /// Entry point for `switchyard turn ARGS` and for `turnserver ARGS`.
 pub(crate) fn main(mut args: Vec<OsString>) -> ExitCode {
+    // Help and version first: they must never start a relay (or read /etc/turnserver.conf).
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--version") {
+        println!(
+            "switchyard {} (coturn-compatible TURN relay)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
     let check_only = take_flag(&mut args, "--check-config");
     let config = match switchyard_config::load_turn(&args) {
         Ok(c) => c,
