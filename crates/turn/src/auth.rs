@@ -8,7 +8,6 @@
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use md5::{Digest, Md5};
 use rustc_hash::FxHashMap;
 use sha1::Sha1;
 
@@ -106,16 +105,9 @@ pub enum Auth {
     },
 }
 
-/// Long-term credential key: `MD5(username ":" realm ":" password)` (RFC 8489 §9.2.2).
-pub fn long_term_key(username: &str, realm: &str, password: &str) -> [u8; 16] {
-    let mut h = Md5::new();
-    h.update(username.as_bytes());
-    h.update(b":");
-    h.update(realm.as_bytes());
-    h.update(b":");
-    h.update(password.as_bytes());
-    h.finalize().into()
-}
+/// Long-term credential key: `MD5(username ":" realm ":" password)` (RFC 8489 §9.2.2),
+/// computed by the codec crate.
+pub use switchyard_stun::long_term_key;
 
 /// The REST password Synapse computes: standard padded base64 of HMAC-SHA1(secret, username).
 pub fn rest_password(secret: &[u8], username: &str) -> String {
