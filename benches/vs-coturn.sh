@@ -89,6 +89,14 @@ run_suite() { # name port
     if [ "$loss" != fail ] && awk "BEGIN{exit !($loss < 0.1)}"; then best=$(kv pps "$line"); else break; fi
   done
   R[$name,maxpps]=$best
+  # Latency at half of that load: the relay's p99, and the same traffic sent straight to
+  # the sink (no relay) as this machine's floor. Their difference is what the relay adds.
+  local half=$(( ${best%.*} / 2 )); [ "$half" -ge 1000 ] || half=1000
+  line=$(lg "$port" --server-pid "$SERVER_PID" -n 64 --size 200 --rate $half --burst 8 --senders 2 --duration "$DUR")
+  R[$name,halfp99]=$(kv p99_us "$line")
+  line=$(lg "$port" --mode direct -n 64 --size 200 --rate $half --burst 8 --senders 2 --duration "$DUR")
+  R[$name,directp99]=$(kv p99_us "$line")
+  R[$name,addedp99]=$(awk -v a="${R[$name,halfp99]}" -v b="${R[$name,directp99]}" 'BEGIN{ if (a == "fail" || b == "fail") print "fail"; else print a-b }')
   line=$(lg "$port" --server-pid "$SERVER_PID" --mode alloc-rate -n 8 --duration "$DUR")
   R[$name,allocs]=$(kv per_sec "$line")
 }
@@ -125,6 +133,9 @@ for size in 200 1200; do for n in 1 64; do
 done; done
 row "p99 one-way latency µs, 20k pps, 200 B, 64 alloc" "${R[coturn,steadyp99,200,64]}" "${R[switchyard,steadyp99,200,64]}"
 row "max relayed pps at < 0.1 % loss" "${R[coturn,maxpps]}" "${R[switchyard,maxpps]}"
+row "p99 one-way µs at half max load, through the relay" "${R[coturn,halfp99]}" "${R[switchyard,halfp99]}"
+row "  same load sent direct (no relay: machine floor)" "${R[coturn,directp99]}" "${R[switchyard,directp99]}"
+row "  p99 added by the relay (difference)" "${R[coturn,addedp99]}" "${R[switchyard,addedp99]}"
 row "authenticated allocations / s" "${R[coturn,allocs]}" "${R[switchyard,allocs]}"
 row "RSS bytes per idle allocation" "${R[coturn,rss]}" "${R[switchyard,rss]}"
 row "loss % under unauthenticated flood" "${R[coturn,floodloss]}" "${R[switchyard,floodloss]}"

@@ -10,6 +10,9 @@
 //! - `idle`: hold N allocations and report the server's RSS growth per allocation.
 //! - `flood`: `relay` plus unauthenticated Binding/Allocate from many source ports, and the
 //!   largest reply-to-request size ratio seen (amplification).
+//! - `direct`: the same traffic as `relay`, sent straight to the sink with no server in
+//!   between. Its latency is this machine's floor (sender, kernel, sink wake-up), so
+//!   `relay p99 − direct p99` at the same rate is what the relay adds.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -32,6 +35,7 @@ pub(crate) enum Mode {
     AllocRate,
     Idle,
     Flood,
+    Direct,
 }
 
 /// Load generator for TURN servers.
@@ -92,7 +96,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     switchyard_netio::raise_fd_limit();
     match args.mode {
-        Mode::Relay => relay(&args, false),
+        Mode::Relay | Mode::Direct => relay(&args, false),
         Mode::Flood => relay(&args, true),
         Mode::AllocRate => alloc_rate(&args),
         Mode::Idle => idle(&args),
@@ -156,7 +160,36 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
     sink.set_nonblocking(true)?;
     let _ = socket2::SockRef::from(&sink).set_recv_buffer_size(8 << 20);
     let sink_addr = sink.local_addr()?;
-    let clients = setup(args, sink_addr)?;
+    let direct = args.mode == Mode::Direct;
+    let mut clients = if direct {
+        Vec::new()
+    } else {
+        setup(args, sink_addr)?
+    };
+    // What the sender threads write to: each allocation's socket towards the server as
+    // ChannelData, or (direct) plain sockets straight to the sink.
+    let lanes = if direct {
+        (0..args.allocations.max(1))
+            .map(|_| {
+                let socket = UdpSocket::bind(SocketAddr::new(args.bind, 0))?;
+                Ok(Lane {
+                    socket,
+                    dest: sink_addr,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?
+    } else {
+        clients
+            .iter()
+            .map(|c| {
+                Ok(Lane {
+                    socket: c.socket.try_clone()?,
+                    dest: c.server(),
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?
+    };
+    let header = if direct { channel_data::HEADER_LEN } else { 0 };
 
     let base = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -180,11 +213,11 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
 
     let cpu_before = args.server_pid.map(ProcStat::read).transpose()?;
     let bar = progress(args, "relaying");
-    let senders = args.senders.clamp(1, clients.len().max(1));
+    let senders = args.senders.clamp(1, lanes.len());
     let per_sender_rate = args.rate / senders as u64;
-    let mut groups: Vec<Vec<TurnClient>> = (0..senders).map(|_| Vec::new()).collect();
-    for (i, c) in clients.into_iter().enumerate() {
-        groups[i % senders].push(c);
+    let mut groups: Vec<Vec<Lane>> = (0..senders).map(|_| Vec::new()).collect();
+    for (i, lane) in lanes.into_iter().enumerate() {
+        groups[i % senders].push(lane);
     }
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -196,7 +229,16 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
             .unwrap_or(if args.rate == 0 { 16 } else { 1 })
             .clamp(1, 32);
         handles.push(std::thread::spawn(move || {
-            send_loop(group, size, per_sender_rate, burst, duration, base, &sent)
+            send_loop(
+                &group,
+                header,
+                size,
+                per_sender_rate,
+                burst,
+                duration,
+                base,
+                &sent,
+            )
         }));
     }
     while started.elapsed() < duration {
@@ -210,9 +252,8 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
             r as f64 / secs
         ));
     }
-    let mut clients = Vec::new();
     for h in handles {
-        clients.extend(h.join().expect("sender thread"));
+        h.join().expect("sender thread");
     }
     let send_time = started.elapsed();
     // Let in-flight packets land before counting.
@@ -235,8 +276,10 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
     };
     let secs = send_time.as_secs_f64();
     println!(
-        "relay: {} allocations, {} B payload, {:.1} s: sent {sent} ({:.0} pps), relayed {relayed} ({:.0} pps), loss {loss:.3} %",
+        "{}: {} {}, {} B payload, {:.1} s: sent {sent} ({:.0} pps), relayed {relayed} ({:.0} pps), loss {loss:.3} %",
+        if direct { "direct (no relay)" } else { "relay" },
         args.allocations,
+        if direct { "sockets" } else { "allocations" },
         args.size,
         secs,
         sent as f64 / secs,
@@ -274,7 +317,11 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
     if args.kv {
         println!(
             "kv mode={} sent={sent} relayed={relayed} loss_pct={loss:.4} pps={:.0} p50_us={p50} p99_us={p99} p999_us={p999} cpu_us_per_pkt={} flood_sent={} flood_ratio={:.2}",
-            if flood { "flood" } else { "relay" },
+            match args.mode {
+                Mode::Flood => "flood",
+                Mode::Direct => "direct",
+                _ => "relay",
+            },
             relayed as f64 / secs,
             cpu_us_per_packet.map_or("nan".into(), |v| format!("{v:.3}")),
             flood_stats.as_ref().map_or(0, |f| f.sent),
@@ -284,17 +331,28 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One sending socket and where its packets go.
+struct Lane {
+    socket: UdpSocket,
+    dest: SocketAddr,
+}
+
+/// Sends from `lanes` in turn. Each packet is ChannelData (channel 0x4000) carrying a
+/// sequence number and a send timestamp; `skip` bytes of its head are left off (4 = send
+/// the bare payload, for direct runs).
+#[allow(clippy::too_many_arguments)]
 fn send_loop(
-    clients: Vec<TurnClient>,
+    lanes: &[Lane],
+    skip: usize,
     size: usize,
     rate: u64,
     burst: usize,
     duration: Duration,
     base: Instant,
     sent: &AtomicU64,
-) -> Vec<TurnClient> {
-    if clients.is_empty() {
-        return clients;
+) {
+    if lanes.is_empty() {
+        return;
     }
     let mut packets = vec![vec![0u8; channel_data::HEADER_LEN + size]; burst];
     for p in &mut packets {
@@ -309,7 +367,7 @@ fn send_loop(
     // Sends `k` packets from the next allocation in one sendmmsg; returns how many the
     // kernel took.
     let mut send_burst = |k: usize, seq: u64, i: &mut usize| -> u64 {
-        let c = &clients[*i % clients.len()];
+        let lane = &lanes[*i % lanes.len()];
         *i += 1;
         let mut batch = switchyard_netio::SendBatch::new();
         for (j, p) in packets.iter_mut().take(k).enumerate() {
@@ -318,9 +376,9 @@ fn send_loop(
             p[12..20].copy_from_slice(&now.to_be_bytes());
         }
         for p in packets.iter().take(k) {
-            batch.push(c.server(), p);
+            batch.push(lane.dest, &p[skip..]);
         }
-        batch.flush(&c.socket).sent as u64
+        batch.flush(&lane.socket).sent as u64
     };
     loop {
         let elapsed = start.elapsed();
@@ -348,7 +406,6 @@ fn send_loop(
         reported = seq;
     }
     sent.fetch_add(seq - reported, Ordering::Relaxed);
-    clients
 }
 
 fn sink_loop(
@@ -544,6 +601,7 @@ fn idle(args: &Args) -> anyhow::Result<()> {
             clients.len()
         );
     }
+    let mut clients = clients;
     for c in &mut clients {
         let _ = c.release();
     }
