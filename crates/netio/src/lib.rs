@@ -20,8 +20,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub use ifaddrs::local_addresses;
 pub use stream::{Framed, Mode, ReadStatus, StreamConn};
 pub use udp::{
-    BATCH, MAX_GSO_SEGMENTS, RecvBatch, RecvMeta, SendBatch, SendReport, UdpOptions, bind_udp,
-    send_segments,
+    BATCH, GRO_MAX, MAX_GSO_SEGMENTS, RecvBatch, RecvMeta, SendBatch, SendReport, UdpOptions,
+    bind_udp, send_segments,
 };
 
 /// Opens a non-blocking TCP listener on `addr`, with `SO_REUSEPORT` when several workers

@@ -23,7 +23,18 @@ pub struct UdpOptions {
     pub reuse_port: bool,
     /// `SO_RCVBUF` / `SO_SNDBUF` in bytes; 0 keeps the kernel default.
     pub buffer_size: usize,
+    /// `UDP_GRO`: let the kernel hand over a run of same-sized datagrams from one sender as
+    /// one buffer (see [`RecvMeta::stride`]). Only for sockets read into a [`RecvBatch`] made
+    /// with [`RecvBatch::for_gro`]: a coalesced run is up to 64 KiB and is cut if the slot is
+    /// smaller. Best effort: kernels before 5.0 ignore it.
+    pub gro: bool,
 }
+
+/// `SOL_UDP` option and control message for receive offload (linux/udp.h); not exported by
+/// libc for glibc.
+const UDP_GRO: libc::c_int = 104;
+/// The largest buffer one coalesced receive can fill (an IP datagram's limit).
+pub const GRO_MAX: usize = 65_535;
 
 /// Opens a non-blocking UDP socket bound to `addr`.
 pub fn bind_udp(addr: SocketAddr, opts: UdpOptions) -> io::Result<std::net::UdpSocket> {
@@ -42,9 +53,28 @@ pub fn bind_udp(addr: SocketAddr, opts: UdpOptions) -> io::Result<std::net::UdpS
         let _ = socket.set_recv_buffer_size(opts.buffer_size);
         let _ = socket.set_send_buffer_size(opts.buffer_size);
     }
+    if opts.gro {
+        set_gro(&socket);
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Turns `UDP_GRO` on; an old kernel's refusal leaves the socket as it was, which only costs
+/// the batching.
+fn set_gro(socket: &Socket) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&one as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// One received datagram's metadata; the bytes are in the batch's buffer of the same index.
@@ -54,8 +84,23 @@ pub struct RecvMeta {
     pub source: SocketAddr,
     /// Payload length, starting at the batch's `offset`.
     pub len: usize,
+    /// Length of each datagram in the payload: with `UDP_GRO` the kernel may deliver a run of
+    /// datagrams from one sender back to back, all `stride` long but the last, which may be
+    /// shorter. Equal to `len` for a single datagram.
+    pub stride: usize,
     /// The datagram did not fit the buffer and was cut (`MSG_TRUNC`).
     pub truncated: bool,
+}
+
+impl RecvMeta {
+    /// How many datagrams the payload holds.
+    pub fn datagrams(&self) -> usize {
+        if self.stride == 0 {
+            1
+        } else {
+            self.len.div_ceil(self.stride).max(1)
+        }
+    }
 }
 
 /// Fixed receive buffers for one socket kind. Each slot has `offset` bytes of headroom in
@@ -78,6 +123,7 @@ impl RecvBatch {
         let empty = RecvMeta {
             source: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             len: 0,
+            stride: 0,
             truncated: false,
         };
         Self {
@@ -86,6 +132,13 @@ impl RecvBatch {
             offset,
             capacity,
         }
+    }
+
+    /// Buffers for a socket opened with [`UdpOptions::gro`]: each slot holds a whole
+    /// coalesced run, so nothing is cut. The pool is allocated once (zeroed pages the kernel
+    /// maps only when a long run first lands in them).
+    pub fn for_gro() -> Self {
+        Self::new(0, GRO_MAX, 0)
     }
 
     /// Headroom in front of each payload.
@@ -113,6 +166,13 @@ impl RecvBatch {
     pub fn payload(&self, i: usize) -> &[u8] {
         let m = &self.metas[i];
         &self.slots[i][self.offset..self.offset + m.len]
+    }
+
+    /// The datagrams of receive `i`, one slice each: a single datagram, or the run a
+    /// `UDP_GRO` socket coalesced.
+    pub fn datagrams(&self, i: usize) -> std::slice::Chunks<'_, u8> {
+        let m = &self.metas[i];
+        self.payload(i).chunks(m.stride.max(1))
     }
 
     /// Receives up to [`BATCH`] datagrams with one `recvmmsg`. Returns 0 on `WouldBlock`.
@@ -306,6 +366,8 @@ fn recv_mmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
     let mut iovs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
     // SAFETY: as above.
     let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    // Room for one `UDP_GRO` cmsg (an int) per datagram, aligned for cmsghdr.
+    let mut control = [[0u64; 4]; BATCH];
     let offset = batch.offset;
     let cap = batch.capacity;
     for i in 0..BATCH {
@@ -318,9 +380,11 @@ fn recv_mmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
         hdrs[i].msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         hdrs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
         hdrs[i].msg_hdr.msg_iovlen = 1;
+        hdrs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+        hdrs[i].msg_hdr.msg_controllen = mem::size_of_val(&control[i]) as _;
     }
-    // SAFETY: every header points at a live iovec and sockaddr_storage of this frame, each
-    // iovec at a distinct, exclusively borrowed slot of at least `iov_len` bytes.
+    // SAFETY: every header points at a live iovec, sockaddr_storage and control buffer of
+    // this frame, each iovec at a distinct, exclusively borrowed slot of `iov_len` bytes.
     let n = unsafe {
         libc::recvmmsg(
             fd,
@@ -342,13 +406,35 @@ fn recv_mmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
         let len = hdrs[i].msg_len as usize;
         let source = sockaddr_to_std(&addrs[i])
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        let len = len.min(cap);
+        let stride = gro_stride(&hdrs[i].msg_hdr)
+            .filter(|&s| s > 0)
+            .unwrap_or(len);
         batch.metas[i] = RecvMeta {
             source,
-            len: len.min(cap),
+            len,
+            stride,
             truncated: hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         };
     }
     Ok(n)
+}
+
+/// The segment size a `UDP_GRO` control message reports, if the kernel sent one.
+fn gro_stride(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `hdr` was filled by recvmmsg: msg_control points at this call's control buffer
+    // and msg_controllen is what the kernel wrote there, so the CMSG_* walk stays inside it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(v).ok();
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
 }
 
 fn send_mmsg(fd: RawFd, items: &[(SocketAddr, &[u8])]) -> SendReport {
@@ -535,6 +621,48 @@ mod tests {
         want.push(vec![1; 10]);
         want.push(vec![2; 20]);
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn gro_socket_takes_a_run_in_one_buffer_and_splits_it_back() {
+        let a = bind_udp(loopback(), UdpOptions::default()).unwrap();
+        let gro = UdpOptions {
+            gro: true,
+            ..UdpOptions::default()
+        };
+        let b = bind_udp(loopback(), gro).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100]).collect();
+        let mut segs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let short = [99u8; 40];
+        segs.push(&short);
+        assert_eq!(send_segments(&a, b.local_addr().unwrap(), &segs).sent, 11);
+        // And one plain datagram after the run.
+        let lone = [7u8; 300];
+        assert_eq!(send_segments(&a, b.local_addr().unwrap(), &[&lone]).sent, 1);
+
+        let mut rx = RecvBatch::for_gro();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut receives = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 12 && Instant::now() < deadline {
+            let n = rx.recv(&b).unwrap();
+            for i in 0..n {
+                receives += 1;
+                let meta = rx.meta(i);
+                assert!(!meta.truncated);
+                assert_eq!(meta.datagrams(), rx.datagrams(i).count());
+                got.extend(rx.datagrams(i).map(<[u8]>::to_vec));
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let mut want: Vec<Vec<u8>> = payloads.clone();
+        want.push(short.to_vec());
+        want.push(lone.to_vec());
+        assert_eq!(got, want);
+        // Linux (5.0+) hands a GSO run to a GRO socket whole: two receives, not twelve.
+        assert_eq!(receives, 2, "the run was not coalesced");
     }
 
     #[test]

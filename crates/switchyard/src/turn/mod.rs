@@ -101,9 +101,12 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
     let shared = Shared {
         stop: stop.clone(),
         tls: plan.tls.clone(),
+        // Peers' datagrams are framed in place behind headroom, which a coalesced run has
+        // none of: relay sockets read one datagram per buffer.
         relay_socket_options: UdpOptions {
             reuse_port: false,
             buffer_size: plan.socket_buffer,
+            gro: false,
         },
         allocate_timeout: std::time::Duration::from_secs(u64::from(
             config.max_allocate_timeout.max(1),
@@ -169,9 +172,12 @@ fn wait_for_stop_signal() -> anyhow::Result<()> {
 /// Opens one worker's listening sockets. With several workers every socket carries
 /// `SO_REUSEPORT`, so each worker gets its own and the kernel spreads clients by 5-tuple.
 fn open_listeners(plan: &settings::Plan, reuse_port: bool) -> anyhow::Result<Listeners> {
+    // A client's back-to-back datagrams (a video frame's packets) come in as one buffer and
+    // leave for the peer as one GSO send.
     let opts = UdpOptions {
         reuse_port,
         buffer_size: plan.socket_buffer,
+        gro: true,
     };
     let mut udp = Vec::new();
     for addr in &plan.udp_addrs {

@@ -127,7 +127,7 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let _span = tracing::info_span!("worker", id = self.id).entered();
         let mut events = Events::with_capacity(1024);
-        let mut client_rx = RecvBatch::new(0, MAX_DATAGRAM, 0);
+        let mut client_rx = RecvBatch::for_gro();
         let mut peer_rx = RecvBatch::new(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM);
         let mut replies = vec![0u8; REPLY_MAX * switchyard_netio::BATCH];
         let mut scratch = vec![0u8; switchyard_netio::stream::MAX_FRAME];
@@ -197,39 +197,55 @@ impl Worker {
                     return;
                 }
             };
-            let mut batch = SendBatch::new();
-            let mut to_peer = ToPeerRuns::default();
-            for (i, reply) in replies.chunks_mut(REPLY_MAX).take(n).enumerate() {
-                let meta = rx.meta(i);
-                if meta.truncated {
-                    continue;
-                }
-                let from = ClientAddr {
-                    transport: Transport::Udp,
-                    remote: meta.source,
-                    local,
-                    token: client_token,
-                };
-                let data = rx.payload(i);
-                match self
-                    .server
-                    .handle_client(now, from, data, reply, &mut self.relays)
-                {
-                    ClientOutcome::Reply { len } => {
-                        batch.push(meta.source, &reply[..len]);
+            // With GRO one receive may hold many datagrams, more than one round of reply
+            // buffers and peer sends: go in rounds, flushing between them.
+            let mut cursor = Cursor::default();
+            while cursor.slot < n {
+                let mut rest: &mut [u8] = replies;
+                let mut batch = SendBatch::new();
+                let mut to_peer = ToPeerRuns::default();
+                while rest.len() >= REPLY_MAX && batch.len() < switchyard_netio::BATCH {
+                    let Some((source, data)) = cursor.next(rx, n) else {
+                        break;
+                    };
+                    let from = ClientAddr {
+                        transport: Transport::Udp,
+                        remote: source,
+                        local,
+                        token: client_token,
+                    };
+                    match self.server.handle_client(
+                        now,
+                        from,
+                        data,
+                        &mut rest[..REPLY_MAX],
+                        &mut self.relays,
+                    ) {
+                        ClientOutcome::Reply { len } => {
+                            let (reply, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                            rest = tail;
+                            batch.push(source, reply);
+                        }
+                        ClientOutcome::ToPeer {
+                            relay,
+                            peer,
+                            payload,
+                        } => {
+                            let payload = &data[payload];
+                            if !to_peer.push(relay, peer, payload) {
+                                to_peer.flush(&self.relays);
+                                let queued = to_peer.push(relay, peer, payload);
+                                debug_assert!(queued, "a flushed queue has room");
+                            }
+                        }
+                        ClientOutcome::Drop(_) => {}
                     }
-                    ClientOutcome::ToPeer {
-                        relay,
-                        peer,
-                        payload,
-                    } => to_peer.push(relay, peer, &data[payload]),
-                    ClientOutcome::Drop(_) => {}
                 }
-            }
-            to_peer.flush(&self.relays);
-            let report = batch.flush(socket);
-            if let Some(e) = report.error {
-                tracing::debug!(error = %e, dropped = report.dropped, "reply send failed");
+                to_peer.flush(&self.relays);
+                let report = batch.flush(socket);
+                if let Some(e) = report.error {
+                    tracing::debug!(error = %e, dropped = report.dropped, "reply send failed");
+                }
             }
             if n < switchyard_netio::BATCH {
                 return;
@@ -496,20 +512,61 @@ fn framer(buf: &[u8]) -> Framed {
     }
 }
 
+/// Where the listener loop is in a receive batch: which buffer, and which datagram of a
+/// coalesced (GRO) run in it.
+#[derive(Default)]
+struct Cursor {
+    slot: usize,
+    datagram: usize,
+}
+
+impl Cursor {
+    /// The next datagram and its sender, skipping truncated buffers.
+    fn next<'r>(&mut self, rx: &'r RecvBatch, n: usize) -> Option<(SocketAddr, &'r [u8])> {
+        while self.slot < n {
+            let meta = rx.meta(self.slot);
+            if !meta.truncated {
+                if let Some(d) = rx.datagrams(self.slot).nth(self.datagram) {
+                    self.datagram += 1;
+                    return Some((meta.source, d));
+                }
+            }
+            self.slot += 1;
+            self.datagram = 0;
+        }
+        None
+    }
+}
+
 /// Client payloads bound for peers, queued while a receive batch is processed so that runs
 /// to the same relay and peer leave in one GSO send instead of one syscall each.
-#[derive(Default)]
 struct ToPeerRuns<'a> {
-    items: [Option<(RelayId, SocketAddr, &'a [u8])>; switchyard_netio::BATCH],
+    items: [Option<(RelayId, SocketAddr, &'a [u8])>; RUN_MAX],
     len: usize,
 }
 
-impl<'a> ToPeerRuns<'a> {
-    fn push(&mut self, relay: RelayId, peer: SocketAddr, payload: &'a [u8]) {
-        if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = Some((relay, peer, payload));
-            self.len += 1;
+/// Payloads queued per flush: a whole GRO run of one client can leave in one GSO send.
+const RUN_MAX: usize = switchyard_netio::MAX_GSO_SEGMENTS;
+
+impl Default for ToPeerRuns<'_> {
+    fn default() -> Self {
+        Self {
+            items: [None; RUN_MAX],
+            len: 0,
         }
+    }
+}
+
+impl<'a> ToPeerRuns<'a> {
+    /// Queues a payload; false when full (flush first).
+    #[must_use]
+    fn push(&mut self, relay: RelayId, peer: SocketAddr, payload: &'a [u8]) -> bool {
+        let Some(slot) = self.items.get_mut(self.len) else {
+            return false;
+        };
+        *slot = Some((relay, peer, payload));
+        self.len += 1;
+        true
     }
 
     fn flush(&mut self, relays: &RelayTable) {
@@ -519,7 +576,7 @@ impl<'a> ToPeerRuns<'a> {
             let Some((relay, peer, first)) = items[k] else {
                 break;
             };
-            let mut run: [&[u8]; switchyard_netio::BATCH] = [&[]; switchyard_netio::BATCH];
+            let mut run: [&[u8]; RUN_MAX] = [&[]; RUN_MAX];
             run[0] = first;
             let mut end = k + 1;
             while let Some(Some((r, p, payload))) = items.get(end) {
