@@ -76,6 +76,12 @@ pub(crate) struct Args {
     /// generator can outrun the server.
     #[arg(long)]
     burst: Option<usize>,
+    /// Send each burst as one GSO `sendmsg` that the kernel cuts into datagrams. On a real
+    /// network card, GRO presents back-to-back packets of one flow to a server that asks
+    /// for it (`UDP_GRO`) as one buffer; on loopback there is no card, and a GSO send is
+    /// what reproduces that. A server without `UDP_GRO` still receives separate datagrams.
+    #[arg(long)]
+    gso: bool,
     /// The server's pid, for CPU and RSS figures.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -224,10 +230,13 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
     for group in groups {
         let sent = sent.clone();
         let size = args.size;
-        let burst = args
-            .burst
-            .unwrap_or(if args.rate == 0 { 16 } else { 1 })
-            .clamp(1, 32);
+        let burst = Burst {
+            len: args
+                .burst
+                .unwrap_or(if args.rate == 0 { 16 } else { 1 })
+                .clamp(1, 32),
+            gso: args.gso,
+        };
         handles.push(std::thread::spawn(move || {
             send_loop(
                 &group,
@@ -337,6 +346,15 @@ struct Lane {
     dest: SocketAddr,
 }
 
+/// How each allocation's packets leave the generator.
+#[derive(Clone, Copy)]
+struct Burst {
+    /// Packets back to back per allocation.
+    len: usize,
+    /// As one GSO send rather than one `sendmmsg`.
+    gso: bool,
+}
+
 /// Sends from `lanes` in turn. Each packet is ChannelData (channel 0x4000) carrying a
 /// sequence number and a send timestamp; `skip` bytes of its head are left off (4 = send
 /// the bare payload, for direct runs).
@@ -346,7 +364,7 @@ fn send_loop(
     skip: usize,
     size: usize,
     rate: u64,
-    burst: usize,
+    burst: Burst,
     duration: Duration,
     base: Instant,
     sent: &AtomicU64,
@@ -354,7 +372,7 @@ fn send_loop(
     if lanes.is_empty() {
         return;
     }
-    let mut packets = vec![vec![0u8; channel_data::HEADER_LEN + size]; burst];
+    let mut packets = vec![vec![0u8; channel_data::HEADER_LEN + size]; burst.len];
     for p in &mut packets {
         let mut header = [0u8; 4];
         channel_data::write_header(&mut header, 0x4000, size as u16);
@@ -375,6 +393,14 @@ fn send_loop(
             p[4..12].copy_from_slice(&(seq + j as u64).to_be_bytes());
             p[12..20].copy_from_slice(&now.to_be_bytes());
         }
+        if burst.gso {
+            let mut segments = [&[][..]; 32];
+            for (seg, p) in segments.iter_mut().zip(packets.iter().take(k)) {
+                *seg = &p[skip..];
+            }
+            return switchyard_netio::send_segments(&lane.socket, lane.dest, &segments[..k]).sent
+                as u64;
+        }
         for p in packets.iter().take(k) {
             batch.push(lane.dest, &p[skip..]);
         }
@@ -386,13 +412,13 @@ fn send_loop(
             break;
         }
         if rate == 0 {
-            seq += send_burst(burst, seq, &mut i);
+            seq += send_burst(burst.len, seq, &mut i);
         } else {
             // Paced: send what is due, then sleep to the next millisecond — no spinning,
             // so the generator does not steal the server's core.
             let due = (elapsed.as_secs_f64() * rate as f64) as u64;
             while seq < due {
-                let k = burst.min((due - seq) as usize);
+                let k = burst.len.min((due - seq) as usize);
                 let took = send_burst(k, seq, &mut i);
                 // A full local socket buffer: count only what went, retry next tick.
                 seq += took;
