@@ -4,7 +4,7 @@
 #     chromium, openssl, python3-venv, nodejs/npm
 #   - podman + runc (and binutils, musl-tools) for the container image and its tests
 #   - puppeteer-core in tests/js (never a browser download: Debian's chromium is used)
-#   - matrix-synapse in a venv at tests/.venv
+#   - matrix-synapse (and podman-compose) in a venv at tests/.venv
 # Idempotent and quiet; any failure stops the script with the failing command's output.
 set -euo pipefail
 
@@ -69,6 +69,11 @@ if ! "$venv/bin/python" -c 'import synapse' >/dev/null 2>&1; then
     [ -x "$venv/bin/python" ] || quiet python3 -m venv "$venv"
     quiet "$venv/bin/python" -m pip install --quiet --upgrade pip
     quiet "$venv/bin/python" -m pip install --quiet 'matrix-synapse==1.163.2'
+fi
+# podman-compose runs docker/compose/*.yml in tests/tests/container.rs.
+if [ ! -x "$venv/bin/podman-compose" ]; then
+    echo "install-peers: pip install podman-compose into tests/.venv"
+    quiet "$venv/bin/python" -m pip install --quiet 'podman-compose==1.6.0'
 fi
 
 echo "install-peers: ok (coturn $(dpkg-query -W -f='${Version}' coturn 2>/dev/null || echo '?'), $(/usr/bin/chromium --version 2>/dev/null | grep -o 'Chromium [0-9.]*' || echo 'chromium ?'), puppeteer-core $(node -p "require('$here/js/node_modules/puppeteer-core/package.json').version"), synapse $("$venv/bin/python" -c 'import synapse; print(synapse.__version__)'))"

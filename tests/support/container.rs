@@ -94,6 +94,20 @@ impl Podman {
     }
 }
 
+/// `podman-compose` (PyPI; tests/install-peers.sh puts it in `tests/.venv`), or on `PATH`.
+pub fn find_podman_compose() -> Need<PathBuf> {
+    let venv = crate::package_dir().join(".venv/bin/podman-compose");
+    if crate::skip::is_executable(&venv) {
+        return Ok(venv);
+    }
+    find_binary("podman-compose")
+}
+
+/// The repository's `docker/compose/` directory (the overlays under test).
+pub fn compose_dir() -> PathBuf {
+    crate::package_dir().join("../docker/compose")
+}
+
 /// A file or directory mounted into the container, read-only.
 #[derive(Debug, Clone)]
 pub struct Mount {
@@ -211,6 +225,19 @@ impl Container {
             done.output
         );
         container
+    }
+
+    /// Takes charge of a container something else (podman-compose) is about to start under
+    /// `name`: serialised like [`Container::start`], and removed when dropped. Call it
+    /// before starting, so a failed start is cleaned up too.
+    pub fn adopt(podman: &Podman, dir: &TempDir, name: &str) -> Self {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        Container {
+            podman: podman.clone(),
+            name: name.to_string(),
+            dir_log: dir.join(&format!("{name}.log")),
+            _serial: serial,
+        }
     }
 
     /// `podman inspect --format FORMAT NAME`, trimmed.
