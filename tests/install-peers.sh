@@ -2,8 +2,9 @@
 # Installs the real peers the interop tests talk to, only where they are missing:
 #   - Debian coturn (turnutils_uclient / turnutils_peer, and turnserver as the reference server),
 #     chromium, openssl, python3-venv, nodejs/npm
+#   - podman + runc (and binutils, musl-tools) for the container image and its tests
 #   - puppeteer-core in tests/js (never a browser download: Debian's chromium is used)
-#   - matrix-synapse in a venv at tests/.venv
+#   - matrix-synapse (and podman-compose) in a venv at tests/.venv
 # Idempotent and quiet; any failure stops the script with the failing command's output.
 set -euo pipefail
 
@@ -34,6 +35,13 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
+# The container image (docker/build.sh, tests/tests/container.rs): podman with the runc
+# runtime (crun fails on these machines' cgroups), readelf to check the binary is static,
+# musl-gcc for ring when rustup has the musl target (build.sh falls back to static glibc).
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)
+command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     # Deduplicate while keeping order.
     mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | awk '!seen[$0]++')
@@ -61,6 +69,11 @@ if ! "$venv/bin/python" -c 'import synapse' >/dev/null 2>&1; then
     [ -x "$venv/bin/python" ] || quiet python3 -m venv "$venv"
     quiet "$venv/bin/python" -m pip install --quiet --upgrade pip
     quiet "$venv/bin/python" -m pip install --quiet 'matrix-synapse==1.163.2'
+fi
+# podman-compose runs docker/compose/*.yml in tests/tests/container.rs.
+if [ ! -x "$venv/bin/podman-compose" ]; then
+    echo "install-peers: pip install podman-compose into tests/.venv"
+    quiet "$venv/bin/python" -m pip install --quiet 'podman-compose==1.6.0'
 fi
 
 echo "install-peers: ok (coturn $(dpkg-query -W -f='${Version}' coturn 2>/dev/null || echo '?'), $(/usr/bin/chromium --version 2>/dev/null | grep -o 'Chromium [0-9.]*' || echo 'chromium ?'), puppeteer-core $(node -p "require('$here/js/node_modules/puppeteer-core/package.json').version"), synapse $("$venv/bin/python" -c 'import synapse; print(synapse.__version__)'))"

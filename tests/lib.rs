@@ -7,6 +7,8 @@
 //! the test or skips it is chosen by `SWITCHYARD_INTEROP` (see [`skip`]).
 #![forbid(unsafe_code)]
 
+#[path = "support/container.rs"]
+pub mod container;
 #[path = "support/creds.rs"]
 pub mod creds;
 #[path = "support/ports.rs"]

@@ -42,6 +42,10 @@ if on SKIP_TEST; then
     # cargo test does not build another package's binary; the interop tests run this one.
     step "cargo build -p switchyard --profile ci"
     cargo build -p switchyard --profile ci
+    # tests/tests/container.rs runs the image; a nested cargo build inside `cargo test`
+    # would wait on its lock, so the static binary and the image are built here.
+    step "container image (docker/build.sh)"
+    bash docker/build.sh
     step "cargo test --workspace --profile ci"
     cargo test --workspace --profile ci
 fi

@@ -390,7 +390,8 @@ fn recv_mmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
             fd,
             hdrs.as_mut_ptr(),
             BATCH as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            // `int` in glibc's prototype, `unsigned int` in musl's.
+            libc::MSG_DONTWAIT as _,
             std::ptr::null_mut(),
         )
     };
@@ -465,7 +466,7 @@ fn send_mmsg(fd: RawFd, items: &[(SocketAddr, &[u8])]) -> SendReport {
                 fd,
                 hdrs.as_mut_ptr(),
                 chunk.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _,
             )
         };
         if n < 0 {

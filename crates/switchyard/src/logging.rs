@@ -1,6 +1,7 @@
 //! Logging setup: stdout by default (what containers want), or an append-only file.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -20,7 +21,12 @@ pub(crate) fn init(target: LogTarget<'_>, default_level: &str) -> Result<(), Str
         .with_env_filter(filter)
         .with_target(false);
     match target {
-        LogTarget::Stdout => builder.with_writer(std::io::stdout).init(),
+        // Colour only on a terminal: container runtimes and journald store escape codes
+        // verbatim.
+        LogTarget::Stdout => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(std::io::stdout)
+            .init(),
         LogTarget::File(path) => {
             let file = OpenOptions::new()
                 .create(true)

@@ -33,6 +33,12 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     if argv0 == "turnserver" {
         args.remove(0);
+        // The coturn image's entrypoint runs a first argument that is not an option as the
+        // program, so compose files say `command: turnserver -c FILE`; in our image the
+        // binary is the entrypoint and receives that word as its first argument.
+        if args.first().is_some_and(|a| a == "turnserver") {
+            args.remove(0);
+        }
         return turn::main(args);
     }
     args.remove(0);
