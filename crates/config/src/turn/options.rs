@@ -47,8 +47,6 @@ const ALTERNATE: Support =
 const PROC: Support = Support::Stored(
     "dropping privileges is not implemented; start switchyard as the target user (systemd User=, docker --user), ignored",
 );
-const BANDWIDTH: Support =
-    Support::Stored("bandwidth limits are not enforced by switchyard yet, ignored");
 
 macro_rules! opts {
     ($( $name:literal $short:tt $arg:ident $support:expr ;)*) => {
@@ -108,8 +106,8 @@ opts! {
     // Quotas and bandwidth.
     "user-quota" 'q' Required Support::Yes;
     "total-quota" 'Q' Required Support::Yes;
-    "max-bps" 's' Required BANDWIDTH;
-    "bps-capacity" 'B' Required BANDWIDTH;
+    "max-bps" 's' Required Support::Yes;
+    "bps-capacity" 'B' Required Support::Yes;
     // Verbosity and identity.
     "verbose" 'v' Optional Support::Yes;
     "Verbose" 'V' Optional Support::Yes;

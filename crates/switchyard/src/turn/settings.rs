@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use switchyard_config::TurnConfig;
 use switchyard_turn::{
-    Auth, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig, User,
+    Auth, Capacity, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig, User,
 };
 
 /// Everything `run` needs, derived once from the config.
@@ -157,6 +157,9 @@ impl Plan {
         base.user_quota = cfg.user_quota;
         base.total_quota = cfg.total_quota;
         base.quotas = Arc::new(Quotas::new());
+        base.max_bps = cfg.max_bps;
+        base.bps_capacity =
+            (cfg.bps_capacity != 0).then(|| Arc::new(Capacity::new(cfg.bps_capacity, now)));
         base.fingerprint = cfg.fingerprint;
         base.software = if cfg.software_attribute {
             Some(format!("switchyard {}", env!("CARGO_PKG_VERSION")))
