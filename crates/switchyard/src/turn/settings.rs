@@ -32,28 +32,7 @@ impl Plan {
             cfg.listening_ips.clone()
         };
 
-        let tls = if cfg.no_tls {
-            None
-        } else {
-            match (&cfg.cert, &cfg.pkey) {
-                (Some(cert), Some(key)) => {
-                    let versions = if cfg.no_tlsv1_2 {
-                        switchyard_netio::tls::TlsVersions::Tls13Only
-                    } else {
-                        switchyard_netio::tls::TlsVersions::Tls12And13
-                    };
-                    Some(
-                        switchyard_netio::tls::server_config(cert, key, versions)
-                            .context("TLS (cert=/pkey=)")?,
-                    )
-                }
-                _ => {
-                    // coturn starts without TLS listeners when no certificate is configured.
-                    tracing::info!("no cert/pkey configured: TLS listener disabled");
-                    None
-                }
-            }
-        };
+        let tls = tls_config(cfg).context("TLS (cert=/pkey=)")?;
 
         let mut udp_ports = Vec::new();
         let mut tcp_ports = Vec::new();
@@ -195,6 +174,16 @@ impl Plan {
         })
     }
 
+    /// The realm the workers answer with.
+    pub(crate) fn realm(&self) -> &str {
+        &self.base.realm
+    }
+
+    /// The shared `bps-capacity` budget, if configured.
+    pub(crate) fn capacity(&self) -> Option<Arc<Capacity>> {
+        self.base.bps_capacity.clone()
+    }
+
     /// Worker `id`'s server config: the shared one with its own slice of the relay ports,
     /// so a relay port is only ever bound (and its traffic handled) by one worker.
     pub(crate) fn server_config(&self, id: usize) -> ServerConfig {
@@ -208,6 +197,26 @@ impl Plan {
         cfg.port_range = (start as u16)..=(end as u16);
         cfg
     }
+}
+
+/// The TLS settings for `cert=`/`pkey=`, or `None` when TLS is off or not configured
+/// (coturn starts without TLS listeners then).
+pub(crate) fn tls_config(cfg: &TurnConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if cfg.no_tls {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&cfg.cert, &cfg.pkey) else {
+        tracing::info!("no cert/pkey configured: TLS listener disabled");
+        return Ok(None);
+    };
+    let versions = if cfg.no_tlsv1_2 {
+        switchyard_netio::tls::TlsVersions::Tls13Only
+    } else {
+        switchyard_netio::tls::TlsVersions::Tls12And13
+    };
+    Ok(Some(switchyard_netio::tls::server_config(
+        cert, key, versions,
+    )?))
 }
 
 fn auth(cfg: &TurnConfig, realm: &str) -> anyhow::Result<Auth> {

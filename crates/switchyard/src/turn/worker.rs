@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use switchyard_netio::{Framed, ReadStatus, RecvBatch, SendBatch, StreamConn, UdpOptions};
+use switchyard_telemetry::turn::BatchSizes;
 use switchyard_turn::{
     BindError, ClientAddr, ClientOutcome, Event, PEER_HEADROOM, PEER_TAILROOM, PeerOutcome,
     RelayId, RelaySockets, Server, SocketToken, Transport,
@@ -28,6 +29,8 @@ const REPLY_MAX: usize = 1500;
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 /// How often stream connections without an allocation are checked against the timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the worker publishes its counters for `/metrics`.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 const KIND_SHIFT: u32 = 29;
 const KIND_UDP: u32 = 0;
@@ -74,6 +77,8 @@ pub(crate) struct Worker {
     relays: RelayTable,
     conns: Slab<StreamConn>,
     shared: Shared,
+    ops: super::reload::WorkerOps,
+    batches: BatchSizes,
 }
 
 impl Worker {
@@ -82,6 +87,7 @@ impl Worker {
         server: Server,
         listeners: Listeners,
         shared: Shared,
+        ops: super::reload::WorkerOps,
     ) -> std::io::Result<(Self, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -118,6 +124,8 @@ impl Worker {
                 relays,
                 conns: Slab::default(),
                 shared,
+                ops,
+                batches: BatchSizes::default(),
             },
             waker,
         ))
@@ -133,6 +141,7 @@ impl Worker {
         let mut scratch = vec![0u8; switchyard_netio::stream::MAX_FRAME];
         let mut stream_reply = vec![0u8; REPLY_MAX];
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        let mut next_publish = Instant::now();
         tracing::debug!("worker started");
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -169,7 +178,13 @@ impl Worker {
                 next_sweep = now + SWEEP_INTERVAL;
             }
             self.log_events();
+            self.apply_control();
+            if now >= next_publish {
+                self.publish();
+                next_publish = now + PUBLISH_INTERVAL;
+            }
         }
+        self.publish();
         tracing::debug!(
             allocations = self.server.allocation_count(),
             "worker stopped"
@@ -191,7 +206,10 @@ impl Worker {
         loop {
             let n = match rx.recv(socket) {
                 Ok(0) => return,
-                Ok(n) => n,
+                Ok(n) => {
+                    self.batches.record(n);
+                    n
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "recvmmsg on listener failed");
                     return;
@@ -245,7 +263,10 @@ impl Worker {
             };
             let n = match rx.recv(socket) {
                 Ok(0) => return,
-                Ok(n) => n,
+                Ok(n) => {
+                    self.batches.record(n);
+                    n
+                }
                 Err(e) => {
                     // ICMP errors from earlier sends surface here once each (ECONNREFUSED);
                     // read on, but never spin on an error that does not go away.
@@ -435,7 +456,32 @@ impl Worker {
 
     fn log_events(&mut self) {
         while let Some(event) = self.server.poll_event() {
+            self.ops.metrics.count_event(&event);
             log_event(&event);
+        }
+    }
+
+    fn publish(&self) {
+        self.ops.metrics.publish(
+            self.server.stats(),
+            self.server.allocation_count(),
+            &self.batches,
+        );
+    }
+
+    /// Applies reload requests from the main thread (SIGHUP / SIGUSR2).
+    fn apply_control(&mut self) {
+        while let Ok(control) = self.ops.control.try_recv() {
+            match control {
+                super::reload::Control::Reconfigure(cfg) => {
+                    self.server.reconfigure(*cfg);
+                    tracing::debug!(
+                        allocations = self.server.allocation_count(),
+                        "configuration reloaded"
+                    );
+                }
+                super::reload::Control::Tls(tls) => self.shared.tls = tls,
+            }
         }
     }
 }
