@@ -9,6 +9,8 @@
 
 #[path = "support/creds.rs"]
 pub mod creds;
+#[path = "support/metrics.rs"]
+pub mod metrics;
 #[path = "support/ports.rs"]
 pub mod ports;
 #[path = "support/process.rs"]

@@ -79,6 +79,8 @@ pub(crate) struct Worker {
     shared: Shared,
     ops: super::reload::WorkerOps,
     batches: BatchSizes,
+    /// Packets seen when the counters were last published: more means a publish is due.
+    published: u64,
 }
 
 impl Worker {
@@ -126,6 +128,7 @@ impl Worker {
                 shared,
                 ops,
                 batches: BatchSizes::default(),
+                published: 0,
             },
             waker,
         ))
@@ -145,11 +148,17 @@ impl Worker {
         tracing::debug!("worker started");
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
+            // Unpublished counters wake the loop in time to publish them.
+            let idle = if self.packets_seen() != self.published {
+                next_publish.saturating_duration_since(now)
+            } else {
+                IDLE_WAKE
+            };
             let timeout = self
                 .server
                 .poll_timeout()
-                .map(|t| t.saturating_duration_since(now).min(IDLE_WAKE))
-                .unwrap_or(IDLE_WAKE);
+                .map(|t| t.saturating_duration_since(now).min(idle))
+                .unwrap_or(idle);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "poll failed; worker stops");
@@ -461,7 +470,13 @@ impl Worker {
         }
     }
 
-    fn publish(&self) {
+    fn packets_seen(&self) -> u64 {
+        let s = self.server.stats();
+        s.client_packets_in + s.peer_packets_in
+    }
+
+    fn publish(&mut self) {
+        self.published = self.packets_seen();
         self.ops.metrics.publish(
             self.server.stats(),
             self.server.allocation_count(),
