@@ -472,3 +472,91 @@ fn proc_user_drops_root_after_binding() {
     assert!(run.ok && run.num("relayed") > 0.0, "{}", run.output);
     assert_eq!(metrics::get(server.metrics_addr(), "/readyz").0, 200);
 }
+
+/// The certificate a TLS handshake with `port` presents, as a SHA-256 fingerprint line.
+fn served_fingerprint(openssl: &Path, dir: &Path, port: u16) -> String {
+    let pem = dir.join("served.pem");
+    let out = Command::new(openssl)
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-servername", "localhost"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let begin = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
+    let end = text
+        .find("-----END CERTIFICATE-----")
+        .expect("a certificate")
+        + 25;
+    std::fs::write(&pem, &text[begin..end]).unwrap();
+    let out = Command::new(openssl)
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Certificate renewal without a restart (coturn#725, #1446): SIGUSR2 and SIGHUP make new
+/// TLS connections get the new certificate; a broken one is refused and the last good one
+/// stays.
+#[test]
+fn certificates_reload_on_sigusr2_and_sighup() {
+    if switchyard().is_none() {
+        return;
+    }
+    let openssl = need!(switchyard_tests::skip::find_binary("openssl"));
+    let mut server = need!(TestServer::start(ServerOptions {
+        tls: true,
+        ..ServerOptions::default()
+    }));
+    let port = server.ports.tls;
+    let (cert, key) = (server.dir.join("cert.pem"), server.dir.join("key.pem"));
+    let first = served_fingerprint(&openssl, server.dir.path(), port);
+    assert!(first.contains("Fingerprint="), "{first}");
+
+    let renew = |name: &str| {
+        let d = server.dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let (c, k) =
+            switchyard_tests::server::self_signed_cert(&d).unwrap_or_else(|s| panic!("{}", s.0));
+        std::fs::copy(c, &cert).unwrap();
+        std::fs::copy(k, &key).unwrap();
+    };
+    renew("renewed-1");
+    signal(&server, "USR2");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = served_fingerprint(&openssl, server.dir.path(), port);
+    assert_ne!(
+        first, second,
+        "SIGUSR2 did not load the renewed certificate"
+    );
+
+    renew("renewed-2");
+    signal(&server, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let third = served_fingerprint(&openssl, server.dir.path(), port);
+    assert_ne!(second, third, "SIGHUP did not load the renewed certificate");
+
+    // A truncated certificate: both reloads fail, the last good certificate stays.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+    signal(&server, "USR2");
+    signal(&server, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    server.assert_alive();
+    assert_eq!(served_fingerprint(&openssl, server.dir.path(), port), third);
+    let log = server.log();
+    assert!(
+        log.contains("certificate reload failed"),
+        "{}",
+        server.log_tail(20)
+    );
+    assert!(
+        log.contains("reload failed, the running configuration stays"),
+        "{}",
+        server.log_tail(20)
+    );
+}

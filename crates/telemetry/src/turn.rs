@@ -576,4 +576,61 @@ mod tests {
             "{t}"
         );
     }
+
+    #[test]
+    fn lifecycle_events_are_counted_by_label() {
+        use switchyard_turn::{AuthFailure, ClientAddr, DenyClass, SocketToken};
+        let w = Arc::new(WorkerMetrics::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(TurnCollector::new("r", vec![w.clone()])));
+        let client = |transport| ClientAddr {
+            transport,
+            remote: "192.0.2.1:5000".parse().unwrap(),
+            local: "192.0.2.2:3478".parse().unwrap(),
+            token: SocketToken(0),
+        };
+        let relayed = "192.0.2.2:50000".parse().unwrap();
+        for t in [Transport::Udp, Transport::Tls, Transport::Tls] {
+            w.count_event(&Event::AllocationCreated {
+                client: client(t),
+                relayed,
+                username: "u".into(),
+            });
+        }
+        w.count_event(&Event::AllocationFreed {
+            client: client(Transport::Tls),
+            relayed,
+            username: "u".into(),
+            reason: switchyard_turn::FreeReason::Expired,
+        });
+        for class in [DenyClass::Private, DenyClass::Private, DenyClass::Loopback] {
+            w.count_event(&Event::PeerDenied {
+                client: client(Transport::Udp),
+                peer: "10.0.0.1:1".parse().unwrap(),
+                class,
+            });
+        }
+        w.count_event(&Event::AuthFailed {
+            client: client(Transport::Udp),
+            username: "u".into(),
+            reason: AuthFailure::Expired,
+        });
+        w.count_event(&Event::AllocationRefused {
+            client: client(Transport::Udp),
+            username: "u".into(),
+            reason: RefuseReason::UserQuota,
+        });
+        let mut t = String::new();
+        prometheus_client::encoding::text::encode(&mut t, &registry).unwrap();
+        for line in [
+            "turn_total_allocations{type=\"UDP\"} 1",
+            "turn_total_allocations{type=\"TLS\"} 1",
+            "switchyard_turn_peer_denied_by_class_total{class=\"private\"} 2",
+            "switchyard_turn_peer_denied_by_class_total{class=\"loopback\"} 1",
+            "switchyard_turn_auth_failures_by_reason_total{reason=\"expired\"} 1",
+            "switchyard_turn_allocations_refused_total{reason=\"user_quota\"} 1",
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
+        }
+    }
 }
