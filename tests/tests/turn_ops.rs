@@ -417,6 +417,13 @@ fn sighup_rotates_credentials_and_sigusr2_reloads_certificates() {
         &format!("static-auth-secret={old}"),
         "static-auth-secret=brand-new",
     );
+    // A listener option changed too: it needs a restart, which the reload says; the rest
+    // is applied and the old listener keeps serving.
+    let port = server.ports.listen;
+    let conf = conf.replace(
+        &format!("listening-port={port}"),
+        &format!("listening-port={}", port + 3),
+    );
     std::fs::write(&server.conf, conf).unwrap();
     signal(&server, "HUP");
     std::thread::sleep(Duration::from_millis(300));
@@ -428,6 +435,12 @@ fn sighup_rotates_credentials_and_sigusr2_reloads_certificates() {
     );
     let accepted = loadgen(&bin, &server, "brand-new", load(1, 100, 100, 0.3), "new");
     assert!(accepted.ok, "{}", accepted.output);
+    let log = server.log();
+    assert!(
+        log.contains("only take effect after a restart") && log.contains("listening-port"),
+        "{}",
+        server.log_tail(20)
+    );
     signal(&server, "USR2");
     std::thread::sleep(Duration::from_millis(300));
     server.assert_alive();
@@ -444,9 +457,8 @@ fn proc_user_drops_root_after_binding() {
     let Some(bin) = switchyard() else { return };
     let uid = Command::new("id").arg("-u").output().unwrap();
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        need!(Err::<(), _>(switchyard_tests::Skip::new(
-            "proc-user needs the tests to run as root"
-        )));
+        // Not a missing peer: without root there is nothing to drop, so this never fails.
+        eprintln!("skipped: proc-user needs the tests to run as root");
         return;
     }
     let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();

@@ -102,6 +102,10 @@ impl Reloader {
                 "these options changed but only take effect after a restart"
             );
         }
+        // What is bound to sockets and threads keeps its running value, so the new workers'
+        // settings (relay port range of the peer policy, listen addresses) match reality.
+        let mut new = new;
+        keep_running_values(&self.current, &mut new);
         let plan = settings::Plan::from_config(&new)?;
         // The same budget if `bps-capacity` did not change, so a reload does not refill it.
         let capacity = match (&self.capacity, new.bps_capacity) {
@@ -137,6 +141,25 @@ impl Reloader {
             Err(e) => tracing::error!("certificate reload failed, the old ones stay: {e:#}"),
         }
     }
+}
+
+fn keep_running_values(running: &TurnConfig, new: &mut TurnConfig) {
+    new.listening_ips = running.listening_ips.clone();
+    new.listening_port = running.listening_port;
+    new.tls_listening_port = running.tls_listening_port;
+    new.min_port = running.min_port;
+    new.max_port = running.max_port;
+    new.relay_threads = running.relay_threads;
+    new.no_udp = running.no_udp;
+    new.no_tcp = running.no_tcp;
+    new.no_tls = running.no_tls;
+    new.prometheus = running.prometheus;
+    new.prometheus_port = running.prometheus_port;
+    new.prometheus_address = running.prometheus_address;
+    new.proc_user = running.proc_user.clone();
+    new.proc_group = running.proc_group.clone();
+    new.log_file = running.log_file.clone();
+    new.syslog = running.syslog;
 }
 
 /// The options that differ between `old` and `new` but are bound to sockets, threads or
