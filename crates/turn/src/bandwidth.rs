@@ -197,6 +197,12 @@ impl Limiter {
         }
     }
 
+    /// Neither `max-bps` nor `bps-capacity`: the hot path skips the check.
+    #[inline]
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.max_bps == 0 && self.capacity.is_none()
+    }
+
     /// A fresh meter for a new allocation.
     pub(crate) fn meter(&self, now: Instant) -> Meter {
         Meter::new(self.max_bps, now)
