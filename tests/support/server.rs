@@ -117,6 +117,9 @@ pub struct ServerOptions {
     pub realm: String,
     /// Extra config lines appended verbatim.
     pub extra: Vec<String>,
+    /// Switchyard only: `prometheus` on 127.0.0.1 at the block's TLS port (so not with
+    /// `tls`); see [`TestServer::metrics_addr`].
+    pub prometheus: bool,
 }
 
 impl Default for ServerOptions {
@@ -126,6 +129,7 @@ impl Default for ServerOptions {
             secret: "interop-test-secret".to_string(),
             realm: "switchyard.test".to_string(),
             extra: Vec::new(),
+            prometheus: false,
         }
     }
 }
@@ -184,6 +188,15 @@ impl TestServer {
             line(format!("pkey={}", key.display()));
         } else {
             line("no-tls".into());
+        }
+        if options.prometheus {
+            assert!(
+                !options.tls,
+                "the metrics endpoint takes the TLS port of the block"
+            );
+            line("prometheus".into());
+            line("prometheus-address=127.0.0.1".into());
+            line(format!("prometheus-port={}", ports.tls));
         }
         for l in &options.extra {
             line(l.clone());
@@ -259,6 +272,21 @@ impl TestServer {
 
     pub fn udp_addr(&self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.ports.listen))
+    }
+
+    /// The metrics endpoint (with [`ServerOptions::prometheus`]).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.ports.tls))
+    }
+
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.guard.id()
+    }
+
+    /// The whole server log so far.
+    pub fn log(&self) -> String {
+        self.guard.log()
     }
 
     pub fn secret(&self) -> &str {

@@ -8,6 +8,7 @@
 
 pub mod counting;
 pub mod ifaddrs;
+pub mod privileges;
 pub mod stream;
 pub mod tls;
 pub mod udp;

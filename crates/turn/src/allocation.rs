@@ -64,6 +64,8 @@ pub(crate) struct Allocation {
     pub(crate) expires: Instant,
     pub(crate) permissions: Vec<Permission>,
     pub(crate) channels: Vec<Channel>,
+    /// `max-bps` buckets.
+    pub(crate) meter: crate::bandwidth::Meter,
     /// The deadline this allocation has in the heap (lazy invalidation).
     pub(crate) scheduled: Option<Instant>,
 }
@@ -382,6 +384,7 @@ mod tests {
             expires: now + Duration::from_secs(600),
             permissions: Vec::new(),
             channels: Vec::new(),
+            meter: crate::bandwidth::Meter::new(0, now),
             scheduled: None,
         }
     }

@@ -125,6 +125,11 @@ pub struct ServerConfig {
     /// 0 = unlimited.
     pub total_quota: u32,
     pub quotas: Arc<Quotas>,
+    /// `max-bps`: relayed payload bytes per second per allocation, each direction; 0 =
+    /// unlimited. See [`crate::bandwidth`].
+    pub max_bps: u64,
+    /// `bps-capacity`: the server-wide budget, shared by every worker; `None` = unlimited.
+    pub bps_capacity: Option<Arc<crate::bandwidth::Capacity>>,
     /// Add FINGERPRINT to every response (otherwise only when the request had one).
     pub fingerprint: bool,
     pub software: Option<String>,
@@ -178,6 +183,8 @@ impl ServerConfig {
             user_quota: 0,
             total_quota: 0,
             quotas: Arc::new(Quotas::new()),
+            max_bps: 0,
+            bps_capacity: None,
             fingerprint: false,
             software: None,
             no_udp_relay: false,

@@ -71,9 +71,12 @@
 //!   reflection. Binding successes are neither limited nor shrunk (XOR-MAPPED-ADDRESS is
 //!   the answer: 32 bytes to a 20-byte request).
 //! - Not done yet (later issues): TCP allocations (RFC 6062 → 442 today), mobility
-//!   (RFC 8016), 300 ALTERNATE-SERVER, per-allocation bandwidth limits.
+//!   (RFC 8016), 300 ALTERNATE-SERVER.
 //!   Hooks: `Server::handle_request` dispatches by method; Connect/ConnectionBind fall into
 //!   its 400 arm.
+//! - Bandwidth (`max-bps`, `bps-capacity`, see [`bandwidth`]) counts relayed payload bytes
+//!   (not the ChannelData / Data indication framing) and drops what is over the limit
+//!   ([`DropReason::BandwidthLimit`], [`DropReason::CapacityLimit`]), as coturn does.
 //! - Data indications carry no FINGERPRINT even with `fingerprint` set (the in-place framing
 //!   has [`PEER_TAILROOM`] = 4 bytes after the payload, enough for padding only).
 
@@ -81,6 +84,7 @@
 
 pub mod allocation;
 pub mod auth;
+pub mod bandwidth;
 mod config;
 pub mod nonce;
 pub mod policy;
@@ -89,6 +93,7 @@ mod server;
 mod types;
 
 pub use auth::{Auth, AuthFailure, User, UserParseError};
+pub use bandwidth::Capacity;
 pub use config::{ClockAnchor, ExternalIp, Quotas, ServerConfig};
 pub use policy::{DenyClass, PeerPolicy, PolicyConfig};
 pub use server::Server;

@@ -13,6 +13,7 @@ use crate::allocation::{
     Allocation, Channel, MAX_CHANNELS, MAX_PERMISSIONS, Names, Table, TimerKey,
 };
 use crate::auth::{AuthFailure, Authenticator};
+use crate::bandwidth::{Direction, Limiter, OverLimit};
 use crate::config::{QuotaExceeded, ServerConfig};
 use crate::nonce::{self, NonceCheck};
 use crate::policy::{DenyClass, PeerPolicy};
@@ -21,6 +22,8 @@ use crate::{
     BindError, ClientAddr, ClientOutcome, DropReason, Event, FreeReason, PeerOutcome, RefuseReason,
     RelayId, RelaySockets, Stats,
 };
+
+mod reconfigure;
 
 const MAGIC_COOKIE: u32 = 0x2112_A442;
 /// RFC 8656 §7.2: REQUESTED-TRANSPORT value for UDP (IANA protocol number 17).
@@ -240,6 +243,7 @@ pub struct Server {
     stats: Stats,
     channel_max: u16,
     limiter: UnauthLimiter,
+    bandwidth: Limiter,
 }
 
 impl std::fmt::Debug for Server {
@@ -285,6 +289,7 @@ impl Server {
         // A key of its own, so the port and token sequence of a seeded server is unchanged.
         let limiter_key = Rng(seed ^ 0x6C69_6D69_7465_7221).next_u64();
         let limiter = UnauthLimiter::new(config.unauth_rate_limit, limiter_key);
+        let bandwidth = Limiter::new(config.max_bps, config.bps_capacity.clone());
         Server {
             ports: Ports::new(config.port_range.clone()),
             policy,
@@ -293,6 +298,7 @@ impl Server {
             table: Table::default(),
             rng: Rng(seed),
             limiter,
+            bandwidth,
             events: VecDeque::new(),
             stats: Stats::default(),
             channel_max,
@@ -338,6 +344,29 @@ impl Server {
         }
         let second = self.cfg.clock.unix_at(now) as u32;
         self.limiter.allow(from.remote.ip(), second)
+    }
+
+    /// `max-bps` / `bps-capacity` for `len` relayed bytes of allocation `index`.
+    #[inline]
+    fn admit(
+        &mut self,
+        index: u32,
+        dir: Direction,
+        len: usize,
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        if self.bandwidth.is_unlimited() {
+            return Ok(());
+        }
+        let Some(alloc) = self.table.get_mut(index) else {
+            return Err(DropReason::NoAllocation);
+        };
+        self.bandwidth
+            .admit(&mut alloc.meter, dir, len, now)
+            .map_err(|e| match e {
+                OverLimit::Allocation => DropReason::BandwidthLimit,
+                OverLimit::Capacity => DropReason::CapacityLimit,
+            })
     }
 
     fn drop(&mut self, reason: DropReason) -> ClientOutcome {
@@ -475,6 +504,9 @@ impl Server {
             return self.drop(DropReason::NoPermission);
         }
         let relay = alloc.relay;
+        if let Err(reason) = self.admit(index, Direction::ToPeer, len, now) {
+            return self.drop(reason);
+        }
         self.stats.channel_data_in += 1;
         self.stats.to_peer_packets += 1;
         self.stats.to_peer_bytes += len as u64;
@@ -561,6 +593,9 @@ impl Server {
         }
         let relay = alloc.relay;
         let start = payload.as_ptr() as usize - data.as_ptr() as usize;
+        if let Err(reason) = self.admit(index, Direction::ToPeer, payload.len(), now) {
+            return self.drop(reason);
+        }
         self.stats.send_indications_in += 1;
         self.stats.to_peer_packets += 1;
         self.stats.to_peer_bytes += payload.len() as u64;
@@ -1191,6 +1226,7 @@ impl Server {
             expires: now + lifetime,
             permissions: Vec::new(),
             channels: Vec::new(),
+            meter: self.bandwidth.meter(now),
             scheduled: None,
         });
         self.stats.allocations_created += 1;
@@ -1488,15 +1524,18 @@ impl Server {
             return self.peer_drop(DropReason::NoPermission);
         }
         let client = alloc.client;
+        let channel = alloc.channel_by_peer(peer, now).map(|c| c.number);
         let len = payload.len();
+        if let Err(reason) = self.admit(index, Direction::ToClient, len, now) {
+            return self.peer_drop(reason);
+        }
         let pad = if client.transport.is_stream() {
             (4 - len % 4) % 4
         } else {
             0
         };
-        if let Some(channel) = alloc.channel_by_peer(peer, now) {
+        if let Some(number) = channel {
             // RFC 8656 §12.7: ChannelData; padded to 4 bytes on TCP/TLS only (§12.5).
-            let number = channel.number;
             if len > usize::from(u16::MAX) || payload.start < 4 || payload.end + pad > buf.len() {
                 return self.peer_drop(DropReason::PayloadTooLarge);
             }

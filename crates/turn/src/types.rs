@@ -133,6 +133,8 @@ drop_reasons! {
     PayloadTooLarge => "payload_too_large", "Peer payload too large for the framing or the buffer lacks room.";
     ReplyBuffer => "reply_buffer", "The reply buffer was too small for the response.";
     RateLimited => "rate_limited", "Unauthenticated request over the per-IP reply limit (`ServerConfig::unauth_rate_limit`).";
+    BandwidthLimit => "max_bps", "Relayed payload over the allocation's `max-bps` (`ServerConfig::max_bps`).";
+    CapacityLimit => "bps_capacity", "Relayed payload over the server's `bps-capacity` (`ServerConfig::bps_capacity`).";
 }
 
 /// Why an allocation ended.

@@ -36,7 +36,10 @@ fn counter_sees_allocations() {
 /// Allocation + permissions for two peer IPs + a channel to one of them, then `N` rounds of
 /// the four forwarding paths with zero heap allocations.
 fn forwarding_loop(transport: Transport, payload_len: usize) {
-    let mut h = H::new();
+    forwarding_loop_on(H::new(), transport, payload_len);
+}
+
+fn forwarding_loop_on(mut h: H, transport: Transport, payload_len: usize) {
     let mut c = client(&h, transport);
     let relayed = h.alloc_ok(&mut c);
     let relay: RelayId = h.relays.id_of(relayed).unwrap();
@@ -147,6 +150,20 @@ fn udp_forwarding_allocates_nothing() {
 fn tcp_forwarding_with_padding_allocates_nothing() {
     // 101 bytes: ChannelData to the client is padded by 3 on a stream.
     forwarding_loop(Transport::Tcp, 101);
+}
+
+#[test]
+fn forwarding_under_bandwidth_limits_allocates_nothing() {
+    // `max-bps` and `bps-capacity` set (high enough that nothing is dropped): the token
+    // buckets and the shared capacity budget add no allocation either.
+    let h = H::with(|cfg| {
+        cfg.max_bps = 1 << 30;
+        cfg.bps_capacity = Some(std::sync::Arc::new(switchyard_turn::Capacity::new(
+            1 << 32,
+            cfg.clock.instant,
+        )));
+    });
+    forwarding_loop_on(h, Transport::Udp, 160);
 }
 
 #[test]

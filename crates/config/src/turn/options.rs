@@ -44,12 +44,6 @@ const NI: Support = Support::Ignored(NOT_IMPLEMENTED);
 const DH: Support = Support::Stored("switchyard's TLS (rustls) uses ECDHE only, ignored");
 const ALTERNATE: Support =
     Support::Stored("ALTERNATE-SERVER redirection is not implemented by switchyard yet, ignored");
-const PROC: Support = Support::Stored(
-    "dropping privileges is not implemented; start switchyard as the target user (systemd User=, docker --user), ignored",
-);
-const BANDWIDTH: Support =
-    Support::Stored("bandwidth limits are not enforced by switchyard yet, ignored");
-
 macro_rules! opts {
     ($( $name:literal $short:tt $arg:ident $support:expr ;)*) => {
         pub(crate) const OPTIONS: &[OptionSpec] = &[
@@ -97,7 +91,7 @@ opts! {
     "server-name" - Required Support::Yes;
     "oauth" - Optional NI;
     // Prometheus.
-    "prometheus" - Optional Support::Stored("the Prometheus exporter is not implemented by switchyard yet, ignored");
+    "prometheus" - Optional Support::Yes;
     "prometheus-port" - Required Support::Yes;
     "prometheus-address" - Required Support::Yes;
     "prometheus-path" - Required Support::Yes;
@@ -108,8 +102,8 @@ opts! {
     // Quotas and bandwidth.
     "user-quota" 'q' Required Support::Yes;
     "total-quota" 'Q' Required Support::Yes;
-    "max-bps" 's' Required BANDWIDTH;
-    "bps-capacity" 'B' Required BANDWIDTH;
+    "max-bps" 's' Required Support::Yes;
+    "bps-capacity" 'B' Required Support::Yes;
     // Verbosity and identity.
     "verbose" 'v' Optional Support::Yes;
     "Verbose" 'V' Optional Support::Yes;
@@ -155,7 +149,7 @@ opts! {
     // Logging.
     "log-file" 'l' Required Support::Yes;
     "no-stdout-log" - Optional Support::Yes;
-    "syslog" - Optional Support::Stored("direct syslog output is not implemented; switchyard logs to stdout (journald or the container runtime collects it)");
+    "syslog" - Optional Support::Yes;
     "simple-log" - Optional Support::Yes;
     "log-min-level" - Required Support::Yes;
     "new-log-timestamp" - Optional Support::Yes;
@@ -181,8 +175,8 @@ opts! {
     // Process.
     "pidfile" - Required Support::Yes;
     "secure-stun" - Optional Support::Stored(NOT_IMPLEMENTED);
-    "proc-user" - Required PROC;
-    "proc-group" - Required PROC;
+    "proc-user" - Required Support::Yes;
+    "proc-group" - Required Support::Yes;
     "mobility" - Optional Support::Stored("ICE mobility (RFC 8016) is not implemented by switchyard yet, ignored");
     // CLI and web admin.
     "no-cli" - Optional Support::Yes;

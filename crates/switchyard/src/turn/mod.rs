@@ -1,5 +1,7 @@
 //! `switchyard turn`: start-up, worker threads and signals of the TURN/STUN relay.
 
+mod metrics;
+mod reload;
 mod settings;
 mod worker;
 
@@ -13,7 +15,8 @@ use anyhow::{Context, bail};
 use switchyard_config::TurnConfig;
 use switchyard_netio::UdpOptions;
 
-use crate::logging::{self, LogTarget};
+use crate::logging::{self, LogHandle, LogTarget};
+use reload::Reloader;
 use worker::{Listeners, Shared, Worker};
 
 const HELP: &str = "\
@@ -33,6 +36,14 @@ A TURN/STUN relay that reads coturn's turnserver.conf and command line:
   --allowed-peer-ip=RANGE    open a peer range (IP, a-b or CIDR); --denied-peer-ip=RANGE
   --allow-loopback-peers     relay to loopback (tests only)
   --cert=PEM --pkey=PEM      TLS                        -m, --relay-threads=N
+  -q, --user-quota=N  -Q, --total-quota=N   allocations per user / in total (486 beyond)
+  -s, --max-bps=B     -B, --bps-capacity=B  bytes/s per allocation / whole server, each direction
+  --prometheus [--prometheus-port=9641 --prometheus-address=IP --prometheus-path=/metrics]
+                             metrics; GET / /healthz /readyz for health checks
+  -l, --log-file=PATH|stdout|syslog  --syslog [--syslog-facility=NAME]  --pidfile=PATH
+  --proc-user=USER --proc-group=GROUP   drop root after binding the listeners
+Signals: SIGHUP reloads credentials, users, peer policy, quotas, limits and certificates
+(allocations stay) and reopens the log file; SIGUSR2 reloads certificates.
 Every coturn option is recognised; the ones not implemented yet are accepted with a warning.
 Private, loopback, link-local and other internal peers are denied by default.";
 
@@ -65,19 +76,17 @@ pub(crate) fn main(mut args: Vec<OsString>) -> ExitCode {
         print!("{}", config.effective_summary());
         return ExitCode::SUCCESS;
     }
-    let level = settings::log_level(&config);
-    let target = match settings::log_file(&config) {
-        Some(path) => LogTarget::File(path),
-        None => LogTarget::Stdout,
+    let log = match init_logging(&config) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("switchyard turn: log-file: {e}");
+            return ExitCode::from(1);
+        }
     };
-    if let Err(e) = logging::init(target, level) {
-        eprintln!("switchyard turn: log-file: {e}");
-        return ExitCode::from(1);
-    }
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    match run(config) {
+    match run(config, args, log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -93,10 +102,63 @@ fn take_flag(args: &mut Vec<OsString>, flag: &str) -> bool {
     args.len() != before
 }
 
-fn run(config: TurnConfig) -> anyhow::Result<()> {
+/// stdout unless `log-file` names a file, or `syslog` (or `log-file=syslog`) asks for the
+/// local syslog daemon; without one (containers rarely have `/dev/log`) that falls back to
+/// stdout with a warning.
+fn init_logging(config: &TurnConfig) -> Result<LogHandle, String> {
+    let level = settings::log_level(config);
+    let wants_syslog = config.syslog
+        || config
+            .log_file
+            .as_deref()
+            .is_some_and(|p| p.as_os_str() == "syslog");
+    if wants_syslog {
+        let socket = std::path::Path::new(logging::SYSLOG_SOCKET);
+        let facility = logging::syslog_facility(config.syslog_facility.as_deref());
+        match logging::init(LogTarget::Syslog { socket, facility }, level) {
+            Ok(h) => return Ok(h),
+            Err(e) => {
+                let h = logging::init(LogTarget::Stdout, level)?;
+                tracing::warn!("{e}: logging to stdout instead");
+                return Ok(h);
+            }
+        }
+    }
+    let target = match settings::log_file(config) {
+        Some(path) => LogTarget::File(path),
+        None => LogTarget::Stdout,
+    };
+    logging::init(target, level)
+}
+
+fn run(config: TurnConfig, args: Vec<OsString>, log: LogHandle) -> anyhow::Result<()> {
     // One relay socket per allocation: allow as many as the hard limit lets us.
     switchyard_netio::raise_fd_limit();
     let plan = settings::Plan::from_config(&config)?;
+    // Resolve the user before binding anything, so a typo fails before any side effect.
+    let drop_to = if config.proc_user.is_some() || config.proc_group.is_some() {
+        Some(
+            switchyard_netio::privileges::resolve(
+                config.proc_user.as_deref(),
+                config.proc_group.as_deref(),
+            )
+            .context("proc-user/proc-group")?,
+        )
+    } else {
+        None
+    };
+    let worker_metrics: Vec<_> = (0..plan.workers)
+        .map(|_| Arc::new(switchyard_telemetry::turn::WorkerMetrics::default()))
+        .collect();
+    let health = Arc::new(switchyard_telemetry::http::Health::default());
+    if config.prometheus {
+        metrics::start(
+            &config,
+            plan.realm(),
+            worker_metrics.clone(),
+            health.clone(),
+        )?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Shared {
         stop: stop.clone(),
@@ -113,13 +175,26 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
         )),
     };
 
+    // Every privileged step first: listening sockets, pidfile; then give up root.
+    let mut listeners = Vec::new();
+    for _ in 0..plan.workers {
+        listeners.push(open_listeners(&plan, plan.workers > 1)?);
+    }
+    settings::write_pidfile(&config);
+    if let Some(ids) = drop_to {
+        switchyard_netio::privileges::drop_to(ids).context("cannot drop privileges")?;
+        tracing::info!(uid = ?ids.uid, gid = ?ids.gid, "dropped privileges");
+    }
+
+    let mut reloader = Reloader::new(args, config.clone(), plan.capacity());
     let mut handles = Vec::new();
     let mut wakers = Vec::new();
-    for id in 0..plan.workers {
-        let listeners = open_listeners(&plan, plan.workers > 1)?;
+    for (id, listeners) in listeners.into_iter().enumerate() {
         let server = switchyard_turn::Server::new(plan.server_config(id));
-        let (worker, waker) = Worker::new(id, server, listeners, shared.clone())
+        let (tx, ops) = Reloader::channel(worker_metrics[id].clone());
+        let (worker, waker) = Worker::new(id, server, listeners, shared.clone(), ops)
             .context("cannot set up worker event loop")?;
+        reloader.attach(tx, waker.clone());
         wakers.push(waker);
         handles.push(
             std::thread::Builder::new()
@@ -128,7 +203,7 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
                 .context("cannot start worker thread")?,
         );
     }
-    settings::write_pidfile(&config);
+    health.set_ready(true);
     tracing::info!(
         workers = plan.workers,
         udp = ?plan.udp_addrs,
@@ -138,7 +213,8 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
     );
 
-    wait_for_stop_signal()?;
+    wait_for_stop_signal(&mut reloader, &log)?;
+    health.set_ready(false);
     tracing::info!("stopping");
     stop.store(true, Ordering::Relaxed);
     for w in &wakers {
@@ -151,19 +227,27 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Blocks until SIGTERM or SIGINT. SIGHUP and SIGUSR2 (coturn: reopen logs / reload
-/// certificates) are acknowledged and logged; live reload is a later feature.
-fn wait_for_stop_signal() -> anyhow::Result<()> {
+/// Blocks until SIGTERM or SIGINT. SIGHUP reopens the log file (coturn) and reloads the
+/// configuration; SIGUSR2 reloads the certificates (coturn). See [`reload`].
+fn wait_for_stop_signal(reloader: &mut Reloader, log: &LogHandle) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         .context("cannot install signal handlers")?;
     for sig in signals.forever() {
         match sig {
             SIGTERM | SIGINT => return Ok(()),
-            other => tracing::info!(
-                signal = other,
-                "signal received; reload is not implemented yet"
-            ),
+            SIGHUP => {
+                if let Err(e) = log.reopen() {
+                    tracing::error!(error = %e, "cannot reopen the log file");
+                }
+                tracing::info!("SIGHUP: reloading the configuration");
+                reloader.reload();
+            }
+            SIGUSR2 => {
+                tracing::info!("SIGUSR2: reloading certificates");
+                reloader.reload_certificates();
+            }
+            _ => {}
         }
     }
     Ok(())

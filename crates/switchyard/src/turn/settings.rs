@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use switchyard_config::TurnConfig;
 use switchyard_turn::{
-    Auth, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig, User,
+    Auth, Capacity, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig, User,
 };
 
 /// Everything `run` needs, derived once from the config.
@@ -32,28 +32,7 @@ impl Plan {
             cfg.listening_ips.clone()
         };
 
-        let tls = if cfg.no_tls {
-            None
-        } else {
-            match (&cfg.cert, &cfg.pkey) {
-                (Some(cert), Some(key)) => {
-                    let versions = if cfg.no_tlsv1_2 {
-                        switchyard_netio::tls::TlsVersions::Tls13Only
-                    } else {
-                        switchyard_netio::tls::TlsVersions::Tls12And13
-                    };
-                    Some(
-                        switchyard_netio::tls::server_config(cert, key, versions)
-                            .context("TLS (cert=/pkey=)")?,
-                    )
-                }
-                _ => {
-                    // coturn starts without TLS listeners when no certificate is configured.
-                    tracing::info!("no cert/pkey configured: TLS listener disabled");
-                    None
-                }
-            }
-        };
+        let tls = tls_config(cfg).context("TLS (cert=/pkey=)")?;
 
         let mut udp_ports = Vec::new();
         let mut tcp_ports = Vec::new();
@@ -157,6 +136,9 @@ impl Plan {
         base.user_quota = cfg.user_quota;
         base.total_quota = cfg.total_quota;
         base.quotas = Arc::new(Quotas::new());
+        base.max_bps = cfg.max_bps;
+        base.bps_capacity =
+            (cfg.bps_capacity != 0).then(|| Arc::new(Capacity::new(cfg.bps_capacity, now)));
         base.fingerprint = cfg.fingerprint;
         base.software = if cfg.software_attribute {
             Some(format!("switchyard {}", env!("CARGO_PKG_VERSION")))
@@ -192,6 +174,16 @@ impl Plan {
         })
     }
 
+    /// The realm the workers answer with.
+    pub(crate) fn realm(&self) -> &str {
+        &self.base.realm
+    }
+
+    /// The shared `bps-capacity` budget, if configured.
+    pub(crate) fn capacity(&self) -> Option<Arc<Capacity>> {
+        self.base.bps_capacity.clone()
+    }
+
     /// Worker `id`'s server config: the shared one with its own slice of the relay ports,
     /// so a relay port is only ever bound (and its traffic handled) by one worker.
     pub(crate) fn server_config(&self, id: usize) -> ServerConfig {
@@ -205,6 +197,26 @@ impl Plan {
         cfg.port_range = (start as u16)..=(end as u16);
         cfg
     }
+}
+
+/// The TLS settings for `cert=`/`pkey=`, or `None` when TLS is off or not configured
+/// (coturn starts without TLS listeners then).
+pub(crate) fn tls_config(cfg: &TurnConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if cfg.no_tls {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&cfg.cert, &cfg.pkey) else {
+        tracing::info!("no cert/pkey configured: TLS listener disabled");
+        return Ok(None);
+    };
+    let versions = if cfg.no_tlsv1_2 {
+        switchyard_netio::tls::TlsVersions::Tls13Only
+    } else {
+        switchyard_netio::tls::TlsVersions::Tls12And13
+    };
+    Ok(Some(switchyard_netio::tls::server_config(
+        cert, key, versions,
+    )?))
 }
 
 fn auth(cfg: &TurnConfig, realm: &str) -> anyhow::Result<Auth> {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use switchyard_netio::{Framed, ReadStatus, RecvBatch, SendBatch, StreamConn, UdpOptions};
+use switchyard_telemetry::turn::BatchSizes;
 use switchyard_turn::{
     BindError, ClientAddr, ClientOutcome, Event, PEER_HEADROOM, PEER_TAILROOM, PeerOutcome,
     RelayId, RelaySockets, Server, SocketToken, Transport,
@@ -28,6 +29,8 @@ const REPLY_MAX: usize = 1500;
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 /// How often stream connections without an allocation are checked against the timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the worker publishes its counters for `/metrics`.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 const KIND_SHIFT: u32 = 29;
 const KIND_UDP: u32 = 0;
@@ -74,6 +77,10 @@ pub(crate) struct Worker {
     relays: RelayTable,
     conns: Slab<StreamConn>,
     shared: Shared,
+    ops: super::reload::WorkerOps,
+    batches: BatchSizes,
+    /// Packets seen when the counters were last published: more means a publish is due.
+    published: u64,
 }
 
 impl Worker {
@@ -82,6 +89,7 @@ impl Worker {
         server: Server,
         listeners: Listeners,
         shared: Shared,
+        ops: super::reload::WorkerOps,
     ) -> std::io::Result<(Self, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -118,6 +126,9 @@ impl Worker {
                 relays,
                 conns: Slab::default(),
                 shared,
+                ops,
+                batches: BatchSizes::default(),
+                published: 0,
             },
             waker,
         ))
@@ -133,14 +144,21 @@ impl Worker {
         let mut scratch = vec![0u8; switchyard_netio::stream::MAX_FRAME];
         let mut stream_reply = vec![0u8; REPLY_MAX];
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        let mut next_publish = Instant::now();
         tracing::debug!("worker started");
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
+            // Unpublished counters wake the loop in time to publish them.
+            let idle = if self.packets_seen() != self.published {
+                next_publish.saturating_duration_since(now)
+            } else {
+                IDLE_WAKE
+            };
             let timeout = self
                 .server
                 .poll_timeout()
-                .map(|t| t.saturating_duration_since(now).min(IDLE_WAKE))
-                .unwrap_or(IDLE_WAKE);
+                .map(|t| t.saturating_duration_since(now).min(idle))
+                .unwrap_or(idle);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "poll failed; worker stops");
@@ -169,7 +187,13 @@ impl Worker {
                 next_sweep = now + SWEEP_INTERVAL;
             }
             self.log_events();
+            self.apply_control();
+            if now >= next_publish {
+                self.publish();
+                next_publish = now + PUBLISH_INTERVAL;
+            }
         }
+        self.publish();
         tracing::debug!(
             allocations = self.server.allocation_count(),
             "worker stopped"
@@ -191,7 +215,10 @@ impl Worker {
         loop {
             let n = match rx.recv(socket) {
                 Ok(0) => return,
-                Ok(n) => n,
+                Ok(n) => {
+                    self.batches.record(n);
+                    n
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "recvmmsg on listener failed");
                     return;
@@ -261,7 +288,10 @@ impl Worker {
             };
             let n = match rx.recv(socket) {
                 Ok(0) => return,
-                Ok(n) => n,
+                Ok(n) => {
+                    self.batches.record(n);
+                    n
+                }
                 Err(e) => {
                     // ICMP errors from earlier sends surface here once each (ECONNREFUSED);
                     // read on, but never spin on an error that does not go away.
@@ -451,7 +481,38 @@ impl Worker {
 
     fn log_events(&mut self) {
         while let Some(event) = self.server.poll_event() {
+            self.ops.metrics.count_event(&event);
             log_event(&event);
+        }
+    }
+
+    fn packets_seen(&self) -> u64 {
+        let s = self.server.stats();
+        s.client_packets_in + s.peer_packets_in
+    }
+
+    fn publish(&mut self) {
+        self.published = self.packets_seen();
+        self.ops.metrics.publish(
+            self.server.stats(),
+            self.server.allocation_count(),
+            &self.batches,
+        );
+    }
+
+    /// Applies reload requests from the main thread (SIGHUP / SIGUSR2).
+    fn apply_control(&mut self) {
+        while let Ok(control) = self.ops.control.try_recv() {
+            match control {
+                super::reload::Control::Reconfigure(cfg) => {
+                    self.server.reconfigure(*cfg);
+                    tracing::debug!(
+                        allocations = self.server.allocation_count(),
+                        "configuration reloaded"
+                    );
+                }
+                super::reload::Control::Tls(tls) => self.shared.tls = tls,
+            }
         }
     }
 }
