@@ -277,6 +277,31 @@ impl Table {
         Some(alloc)
     }
 
+    /// Re-key allocation `index` to a new client 5-tuple (RFC 8016 mobility). False when
+    /// there is no such allocation or the new 5-tuple already has one.
+    pub(crate) fn move_client(&mut self, index: u32, to: crate::ClientAddr) -> bool {
+        let key = (to.transport, to.remote, to.local);
+        if self.by_client.contains_key(&key) {
+            return false;
+        }
+        let Some(alloc) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.alloc.as_mut())
+        else {
+            return false;
+        };
+        let old = (
+            alloc.client.transport,
+            alloc.client.remote,
+            alloc.client.local,
+        );
+        alloc.client = to;
+        self.by_client.remove(&old);
+        self.by_client.insert(key, index);
+        true
+    }
+
     #[inline]
     pub(crate) fn by_client(&self, key: &FiveTuple) -> Option<u32> {
         self.by_client.get(key).copied()

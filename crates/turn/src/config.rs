@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use crate::alternate::AlternateServer;
 use crate::auth::Auth;
 use crate::policy::PeerPolicy;
 
@@ -158,6 +159,14 @@ pub struct ServerConfig {
     /// phrase. Default false: those replies carry the code only, to stay small. Errors to
     /// authenticated requests always carry a short phrase.
     pub include_reason_string: bool,
+    /// `alternate-server`: UDP and TCP clients asking for a new allocation are sent there
+    /// with 300 Try Alternate, round-robin (see [`crate::alternate`]).
+    pub alternate_servers: Vec<AlternateServer>,
+    /// `tls-alternate-server`: the same for TLS and DTLS clients.
+    pub tls_alternate_servers: Vec<AlternateServer>,
+    /// `mobility` (RFC 8016): hand out MOBILITY-TICKETs and let a Refresh with one move its
+    /// allocation to a new client address. Off: a request with a ticket gets 405.
+    pub mobility: bool,
 }
 
 impl ServerConfig {
@@ -191,6 +200,9 @@ impl ServerConfig {
             listen_ips: Vec::new(),
             unauth_rate_limit: 10,
             include_reason_string: false,
+            alternate_servers: Vec::new(),
+            tls_alternate_servers: Vec::new(),
+            mobility: false,
         }
     }
 }

@@ -80,14 +80,17 @@
 #![forbid(unsafe_code)]
 
 pub mod allocation;
+pub mod alternate;
 pub mod auth;
 mod config;
+mod mobility;
 pub mod nonce;
 pub mod policy;
 pub mod ports;
 mod server;
 mod types;
 
+pub use alternate::AlternateServer;
 pub use auth::{Auth, AuthFailure, User, UserParseError};
 pub use config::{ClockAnchor, ExternalIp, Quotas, ServerConfig};
 pub use policy::{DenyClass, PeerPolicy, PolicyConfig};

@@ -12,8 +12,10 @@ use switchyard_stun::{
 use crate::allocation::{
     Allocation, Channel, MAX_CHANNELS, MAX_PERMISSIONS, Names, Table, TimerKey,
 };
+use crate::alternate::Redirector;
 use crate::auth::{AuthFailure, Authenticator};
 use crate::config::{QuotaExceeded, ServerConfig};
+use crate::mobility::{TICKET_LEN, Ticket, Tickets};
 use crate::nonce::{self, NonceCheck};
 use crate::policy::{DenyClass, PeerPolicy};
 use crate::ports::{PortWish, Ports, RESERVATION_LIFETIME};
@@ -53,6 +55,7 @@ const ALLOCATE_ATTRS: &[u16] = &[
     attr::EVEN_PORT,
     attr::RESERVATION_TOKEN,
     attr::REQUESTED_ADDRESS_FAMILY,
+    attr::MOBILITY_TICKET,
 ];
 const REFRESH_ATTRS: &[u16] = &[
     attr::USERNAME,
@@ -62,6 +65,7 @@ const REFRESH_ATTRS: &[u16] = &[
     attr::NONCE,
     attr::LIFETIME,
     attr::REQUESTED_ADDRESS_FAMILY,
+    attr::MOBILITY_TICKET,
 ];
 const PERMISSION_ATTRS: &[u16] = &[
     attr::USERNAME,
@@ -95,6 +99,7 @@ fn reason(code: u16, unauthenticated: bool, include: bool) -> &'static str {
         401 if include => "Unauthorized",
         401 => "",
         403 => "Forbidden",
+        405 => "Mobility Forbidden",
         420 => "Unknown Attribute",
         437 => "Allocation Mismatch",
         438 => "Stale Nonce",
@@ -240,6 +245,10 @@ pub struct Server {
     stats: Stats,
     channel_max: u16,
     limiter: UnauthLimiter,
+    /// `alternate-server` lists (300 Try Alternate).
+    redirector: Redirector,
+    /// RFC 8016 mobility tickets.
+    tickets: Tickets,
 }
 
 impl std::fmt::Debug for Server {
@@ -296,6 +305,11 @@ impl Server {
             events: VecDeque::new(),
             stats: Stats::default(),
             channel_max,
+            redirector: Redirector::new(
+                config.alternate_servers.clone(),
+                config.tls_alternate_servers.clone(),
+            ),
+            tickets: Tickets::default(),
             cfg: config,
         }
     }
@@ -399,6 +413,7 @@ impl Server {
         let Some(alloc) = self.table.remove(index) else {
             return;
         };
+        self.tickets.forget(index);
         relays.close(alloc.relay);
         self.ports
             .release(alloc.relay_addr.ip(), alloc.relay_addr.port());
@@ -646,6 +661,38 @@ impl Server {
             let code = if method == Method::ALLOCATE { 437 } else { 441 };
             return self.error(reply, msg, code, authed.sign, |_| Ok(()));
         }
+        // 300 Try Alternate: only an Allocate that would create an allocation is redirected
+        // (see `alternate`).
+        if method == Method::ALLOCATE
+            && existing.is_none()
+            && let Some(alt) = self.redirector.pick(from.transport, from.local)
+        {
+            let alt = alt.clone();
+            let secure = matches!(
+                from.transport,
+                crate::Transport::Tls | crate::Transport::Dtls
+            );
+            return self.error(reply, msg, 300, authed.sign, |b| {
+                b.add_address(attr::ALTERNATE_SERVER, alt.addr)?;
+                // RFC 8489 §14.16: over TLS/DTLS the client needs the name to check the
+                // alternate's certificate against.
+                match (&alt.domain, secure) {
+                    (Some(d), true) => b.add(attr::ALTERNATE_DOMAIN, d.as_bytes()),
+                    _ => Ok(()),
+                }
+            });
+        }
+        // RFC 8016: a Refresh with a mobility ticket from a 5-tuple without an allocation
+        // moves the ticket's allocation here.
+        let existing = match (method, existing, msg.get(attr::MOBILITY_TICKET)) {
+            (Method::REFRESH, None, Some(ticket)) if self.cfg.mobility => {
+                match self.mobility_move(from, ticket, &authed) {
+                    Ok(index) => Some(index),
+                    Err(code) => return self.error(reply, msg, code, authed.sign, |_| Ok(())),
+                }
+            }
+            _ => existing,
+        };
         match method {
             Method::ALLOCATE => self.allocate(now, from, msg, reply, relays, existing, authed),
             Method::REFRESH => self.refresh(now, msg, reply, relays, existing, authed),
@@ -1005,6 +1052,7 @@ impl Server {
         let lifetime = alloc.expires.saturating_duration_since(now).as_secs() as u32;
         let token = alloc.reservation_token;
         let mapped = from.remote;
+        let ticket = self.tickets.current(index);
         self.respond(reply, msg, Class::Success, sign, |b| {
             b.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed)?;
             if ipv6_refused {
@@ -1021,6 +1069,9 @@ impl Server {
             b.add_u32(attr::LIFETIME, lifetime)?;
             if let Some(t) = token {
                 b.add(attr::RESERVATION_TOKEN, &t)?;
+            }
+            if let Some(t) = ticket {
+                b.add(attr::MOBILITY_TICKET, &t)?;
             }
             Ok(())
         })
@@ -1052,6 +1103,12 @@ impl Server {
                 return self.allocate_success(now, from, msg, reply, index, sign, v6_refused);
             }
             return self.error(reply, msg, 437, sign, |_| Ok(()));
+        }
+        // RFC 8016 §3.1: a client asks for mobility with an (empty) MOBILITY-TICKET; 405 when
+        // it is turned off. Over TCP/TLS there is nothing to move: no ticket, no error.
+        let wants_ticket = msg.get(attr::MOBILITY_TICKET).is_some();
+        if wants_ticket && !self.cfg.mobility {
+            return self.error(reply, msg, 405, sign, |_| Ok(()));
         }
         // REQUESTED-TRANSPORT: missing → 400, anything but UDP → 442 (RFC 6062 TCP
         // allocations are a later issue).
@@ -1193,6 +1250,9 @@ impl Server {
             channels: Vec::new(),
             scheduled: None,
         });
+        if wants_ticket && !from.transport.is_stream() {
+            self.issue_ticket(index);
+        }
         self.stats.allocations_created += 1;
         self.event(Event::AllocationCreated {
             client: from,
@@ -1254,6 +1314,52 @@ impl Server {
         None
     }
 
+    /// RFC 8016 §3.2: move the allocation named by `ticket` to the 5-tuple `from`. The
+    /// request has authenticated; it must be the allocation's user. Returns the error code
+    /// otherwise (400 for a ticket that is not current).
+    fn mobility_move(
+        &mut self,
+        from: ClientAddr,
+        ticket: &[u8],
+        authed: &Authed,
+    ) -> Result<u32, u16> {
+        let index = self.tickets.lookup(ticket).ok_or(400u16)?;
+        let alloc = self.table.get(index).ok_or(400u16)?;
+        if self.auth_enabled && alloc.names.username() != authed.username {
+            return Err(441);
+        }
+        // Tickets are only issued to datagram allocations; a stream connection cannot take
+        // one over (its allocation would die with the connection).
+        if from.transport.is_stream() {
+            return Err(400);
+        }
+        let old = alloc.client;
+        let relayed = self.relayed(alloc.relay_addr);
+        if !self.table.move_client(index, from) {
+            return Err(437);
+        }
+        self.stats.allocations_moved += 1;
+        self.event(Event::AllocationMoved {
+            from: old,
+            to: from,
+            relayed,
+        });
+        Ok(index)
+    }
+
+    /// A fresh, unused mobility ticket for allocation `index`.
+    fn issue_ticket(&mut self, index: u32) -> Ticket {
+        let mut t = [0u8; TICKET_LEN];
+        loop {
+            self.rng.fill(&mut t);
+            if !self.tickets.contains(&t) {
+                break;
+            }
+        }
+        self.tickets.issue(index, t);
+        t
+    }
+
     /// RFC 8656 §7.3 Refresh.
     fn refresh<R: RelaySockets>(
         &mut self,
@@ -1265,6 +1371,10 @@ impl Server {
         authed: Authed,
     ) -> ClientOutcome {
         let sign = authed.sign;
+        let with_ticket = msg.get(attr::MOBILITY_TICKET).is_some();
+        if with_ticket && !self.cfg.mobility {
+            return self.error(reply, msg, 405, sign, |_| Ok(()));
+        }
         let Some(index) = existing else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
@@ -1294,8 +1404,16 @@ impl Server {
         }
         self.table.reschedule(index);
         let secs = lifetime.as_secs() as u32;
+        // RFC 8016 §3.2: every Refresh carrying the ticket of a mobile allocation gets a new
+        // one, and the old one is retired.
+        let ticket = (with_ticket && self.tickets.current(index).is_some())
+            .then(|| self.issue_ticket(index));
         self.respond(reply, msg, Class::Success, sign, |b| {
-            b.add_u32(attr::LIFETIME, secs)
+            b.add_u32(attr::LIFETIME, secs)?;
+            match ticket {
+                Some(t) => b.add(attr::MOBILITY_TICKET, &t),
+                None => Ok(()),
+            }
         })
     }
 

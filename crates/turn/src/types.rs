@@ -190,11 +190,18 @@ pub enum Event {
         username: String,
         reason: AuthFailure,
     },
+    /// RFC 8016 mobility: a Refresh with the allocation's ticket came from a new 5-tuple and
+    /// the allocation now belongs to it.
+    AllocationMoved {
+        from: ClientAddr,
+        to: ClientAddr,
+        relayed: SocketAddr,
+    },
 }
 
 /// STUN error codes the server sends, in [`Stats::errors`] order.
-pub const ERROR_CODES: [u16; 14] = [
-    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+pub const ERROR_CODES: [u16; 15] = [
+    300, 400, 401, 403, 405, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
 ];
 
 /// Plain counters; the IO layer exports them.
@@ -223,6 +230,8 @@ pub struct Stats {
     pub binding_requests: u64,
     pub allocations_created: u64,
     pub allocations_freed: u64,
+    /// Allocations moved to a new 5-tuple (RFC 8016 mobility).
+    pub allocations_moved: u64,
     pub auth_failures: u64,
     pub peer_denied: u64,
     pub events_dropped: u64,

@@ -42,8 +42,6 @@ const ADMIN: Support = Support::Ignored(
 );
 const NI: Support = Support::Ignored(NOT_IMPLEMENTED);
 const DH: Support = Support::Stored("switchyard's TLS (rustls) uses ECDHE only, ignored");
-const ALTERNATE: Support =
-    Support::Stored("ALTERNATE-SERVER redirection is not implemented by switchyard yet, ignored");
 const PROC: Support = Support::Stored(
     "dropping privileges is not implemented; start switchyard as the target user (systemd User=, docker --user), ignored",
 );
@@ -165,8 +163,8 @@ opts! {
     // Alternate and auxiliary servers.
     "aux-server" - Required NI;
     "udp-self-balance" - Optional NI;
-    "alternate-server" - Required ALTERNATE;
-    "tls-alternate-server" - Required ALTERNATE;
+    "alternate-server" - Required Support::Yes;
+    "tls-alternate-server" - Required Support::Yes;
     "tcp-alternate-server" - Required NI;
     "udp-alternate-server" - Required NI;
     // REST API and allocation timing.
@@ -183,7 +181,7 @@ opts! {
     "secure-stun" - Optional Support::Stored(NOT_IMPLEMENTED);
     "proc-user" - Required PROC;
     "proc-group" - Required PROC;
-    "mobility" - Optional Support::Stored("ICE mobility (RFC 8016) is not implemented by switchyard yet, ignored");
+    "mobility" - Optional Support::Yes;
     // CLI and web admin.
     "no-cli" - Optional Support::Yes;
     "cli" - Optional Support::Stored("the telnet CLI is not provided by switchyard, ignored");

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use switchyard_config::TurnConfig;
 use switchyard_turn::{
-    Auth, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig, User,
+    AlternateServer, Auth, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig,
+    User,
 };
 
 /// Everything `run` needs, derived once from the config.
@@ -180,6 +181,9 @@ impl Plan {
         base.stun_only = cfg.stun_only;
         base.no_stun = cfg.no_stun;
         base.no_auth = matches!(base.auth, Auth::None);
+        base.mobility = cfg.mobility;
+        base.alternate_servers = alternates(&cfg.alternate_servers, 3478)?;
+        base.tls_alternate_servers = alternates(&cfg.tls_alternate_servers, 5349)?;
 
         Ok(Self {
             workers,
@@ -205,6 +209,37 @@ impl Plan {
         cfg.port_range = (start as u16)..=(end as u16);
         cfg
     }
+}
+
+/// `alternate-server=HOST[:PORT]` entries as addresses. coturn resolves names once at
+/// startup; so do we (every address a name has becomes an entry, keeping the name for
+/// ALTERNATE-DOMAIN).
+fn alternates(
+    list: &[switchyard_config::ServerAddr],
+    default_port: u16,
+) -> anyhow::Result<Vec<AlternateServer>> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for a in list {
+        let port = a.port.unwrap_or(default_port);
+        if let Ok(ip) = a.host.parse::<IpAddr>() {
+            out.push(AlternateServer {
+                addr: SocketAddr::new(ip, port),
+                domain: None,
+            });
+            continue;
+        }
+        let addrs = (a.host.as_str(), port)
+            .to_socket_addrs()
+            .with_context(|| format!("alternate-server {a}: cannot resolve"))?;
+        for addr in addrs {
+            out.push(AlternateServer {
+                addr,
+                domain: Some(a.host.clone()),
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn auth(cfg: &TurnConfig, realm: &str) -> anyhow::Result<Auth> {

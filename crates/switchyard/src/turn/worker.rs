@@ -482,6 +482,9 @@ fn log_event(event: &Event) {
         } => tracing::info!(
             client = %client.remote, user = %username, reason = reason.name(), "authentication failed"
         ),
+        Event::AllocationMoved { from, to, relayed } => tracing::info!(
+            from = %from.remote, to = %to.remote, %relayed, "allocation moved (mobility)"
+        ),
         other => tracing::debug!("{other:?}"),
     }
 }
