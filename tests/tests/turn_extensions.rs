@@ -1,0 +1,144 @@
+//! TURN extensions coturn has, driven by coturn's own `turnutils_uclient`: RFC 8016
+//! mobility (`-M`) and 300 Try Alternate (`alternate-server`).
+
+use std::time::Duration;
+use switchyard_tests::need;
+use switchyard_tests::process::tail;
+use switchyard_tests::server::{ServerOptions, TestServer};
+use switchyard_tests::uclient::{Auth, EchoPeer, Run, parse_totals};
+
+const MXID: &str = "@alice:switchyard.test";
+
+/// `turnutils_uclient -M` allocates with MOBILITY-TICKET, then re-sends its Refresh with the
+/// ticket from a new local port (a new 5-tuple) and relays through the moved allocation.
+/// Every message must come back, which only happens if the allocation followed the client.
+///
+/// One worker (`relay-threads=1`): with several, the kernel may hand the new 5-tuple to
+/// another worker than the one holding the allocation, and the move is refused (coturn 4.6.1
+/// has the same limit; it fails this test with its default thread count).
+#[test]
+fn uclient_mobility_moves_allocations() {
+    let mut server = need!(TestServer::start(ServerOptions {
+        extra: vec!["mobility".into(), "relay-threads=1".into()],
+        ..ServerOptions::default()
+    }));
+    let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
+    let mut run = Run::new(
+        server.ports.listen,
+        peer.port,
+        Auth::Secret {
+            user: MXID.into(),
+            secret: server.secret().into(),
+        },
+    );
+    run.clients = 2;
+    run.messages = 20;
+    run.interval_ms = 20;
+    run.flags = vec!["-M"];
+    let done = need!(run.run(&server.dir, "mobility"));
+    server.assert_alive();
+    let context = || {
+        format!(
+            "{}: uclient exit {:?}\n---- uclient tail ----\n{}\n---- server tail ----\n{}",
+            server.describe(),
+            done.status,
+            tail(&done.output, 25),
+            server.log_tail(25)
+        )
+    };
+    assert!(done.success() && !done.timed_out(), "{}", context());
+    let t = parse_totals(&done.output).unwrap_or_else(|| panic!("no totals: {}", context()));
+    assert_eq!((t.sent, t.received, t.lost), (40, 40, 0), "{}", context());
+    if !server.kind.is_coturn() {
+        let log = server.log_tail(400);
+        let created = log.matches("allocation created").count();
+        let moved = log.matches("allocation moved (mobility)").count();
+        assert!(
+            created >= 2 && moved == created,
+            "every allocation moved once ({created} created, {moved} moved): {}",
+            context()
+        );
+    }
+}
+
+/// Without `mobility`, the same client is refused (405 Mobility Forbidden on the Allocate
+/// that asks for a ticket) instead of being silently given an allocation that cannot move.
+#[test]
+fn uclient_mobility_refused_when_off() {
+    let mut server = need!(TestServer::start(ServerOptions::default()));
+    if server.kind.is_coturn() {
+        // coturn 4.6.1 ignores the ticket request and lets the client time out instead.
+        println!("skipped: switchyard-specific refusal");
+        return;
+    }
+    let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
+    let mut run = Run::new(
+        server.ports.listen,
+        peer.port,
+        Auth::Secret {
+            user: MXID.into(),
+            secret: server.secret().into(),
+        },
+    );
+    run.clients = 1;
+    run.messages = 5;
+    run.timeout = Duration::from_secs(20);
+    run.flags = vec!["-M"];
+    let done = need!(run.run(&server.dir, "mobility-off"));
+    server.assert_alive();
+    assert!(
+        !done.timed_out() && !done.success(),
+        "{}",
+        tail(&done.output, 20)
+    );
+    assert!(
+        done.output.contains("error 405"),
+        "uclient did not see 405: {}",
+        tail(&done.output, 20)
+    );
+}
+
+/// `alternate-server`: an Allocate is answered with 300 Try Alternate naming the configured
+/// server, which uclient reports ("error 300 (Try Alternate)"; coturn 4.6.1's uclient does
+/// not follow redirects), and no allocation is made here.
+#[test]
+fn uclient_sees_try_alternate() {
+    let mut server = need!(TestServer::start(ServerOptions {
+        extra: vec!["alternate-server=127.0.0.1:9".into()],
+        ..ServerOptions::default()
+    }));
+    if server.kind.is_coturn() {
+        // coturn 4.6.1 does not redirect a client that reached it on loopback.
+        println!("skipped: switchyard-specific check");
+        return;
+    }
+    let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
+    let mut run = Run::new(
+        server.ports.listen,
+        peer.port,
+        Auth::Secret {
+            user: MXID.into(),
+            secret: server.secret().into(),
+        },
+    );
+    run.clients = 1;
+    run.messages = 5;
+    run.timeout = Duration::from_secs(20);
+    let done = need!(run.run(&server.dir, "alternate"));
+    server.assert_alive();
+    assert!(
+        !done.timed_out() && !done.success(),
+        "{}",
+        tail(&done.output, 20)
+    );
+    assert!(
+        done.output.contains("error 300 (Try Alternate)"),
+        "uclient did not see 300: {}",
+        tail(&done.output, 20)
+    );
+    assert!(
+        !server.log_tail(200).contains("allocation created"),
+        "{}",
+        server.log_tail(30)
+    );
+}
