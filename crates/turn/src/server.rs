@@ -15,7 +15,7 @@ use crate::allocation::{
 use crate::alternate::Redirector;
 use crate::auth::{AuthFailure, Authenticator};
 use crate::config::{QuotaExceeded, ServerConfig};
-use crate::mobility::{TICKET_LEN, Ticket, Tickets};
+use crate::mobility::{Ticket, Tickets};
 use crate::nonce::{self, NonceCheck};
 use crate::policy::{DenyClass, PeerPolicy};
 use crate::ports::{PortWish, Ports, RESERVATION_LIFETIME};
@@ -1349,13 +1349,14 @@ impl Server {
 
     /// A fresh, unused mobility ticket for allocation `index`.
     fn issue_ticket(&mut self, index: u32) -> Ticket {
-        let mut t = [0u8; TICKET_LEN];
-        loop {
-            self.rng.fill(&mut t);
+        let t = loop {
+            let mut random = [0u8; 16];
+            self.rng.fill(&mut random);
+            let t = crate::mobility::encode(random);
             if !self.tickets.contains(&t) {
-                break;
+                break t;
             }
-        }
+        };
         self.tickets.issue(index, t);
         t
     }

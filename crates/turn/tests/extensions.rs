@@ -144,7 +144,11 @@ fn mobility_ticket_moves_the_allocation_to_a_new_address() {
     let r = h.allocate(&mut old, &[A::Raw(WANT_TICKET, vec![])]);
     assert!(r.ok(), "{:?}", r.code());
     let t1 = ticket(&r);
-    assert_eq!(t1.len(), 16);
+    assert_eq!(t1.len(), 22);
+    assert!(
+        t1.iter().all(u8::is_ascii_graphic),
+        "printable: uclient keeps it as a C string"
+    );
     let relayed = r.xor_addr(attr::XOR_RELAYED_ADDRESS).unwrap();
     let relay = h.relays.id_of(relayed).unwrap();
     let peer = sa(PEER);

@@ -113,7 +113,20 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
     let mut handles = Vec::new();
     let mut wakers = Vec::new();
     for id in 0..plan.workers {
-        let listeners = open_listeners(&plan, plan.workers > 1)?;
+        // With `mobility`, UDP clients all reach worker 0: a Refresh from a client's new
+        // address must find the allocation its ticket names, and the kernel's SO_REUSEPORT
+        // hash would spread the new 5-tuple over any worker. TCP/TLS stays spread.
+        let with_udp = !plan.udp_on_one_worker || id == 0;
+        let reuse_port = plan.workers > 1;
+        let listeners = open_listeners(
+            &plan,
+            reuse_port && !plan.udp_on_one_worker,
+            reuse_port,
+            with_udp,
+        )?;
+        if listeners.udp.is_empty() && listeners.tcp.is_empty() {
+            continue;
+        }
         let server = switchyard_turn::Server::new(plan.server_config(id));
         let (worker, waker) = Worker::new(id, server, listeners, shared.clone())
             .context("cannot set up worker event loop")?;
@@ -168,13 +181,19 @@ fn wait_for_stop_signal() -> anyhow::Result<()> {
 
 /// Opens one worker's listening sockets. With several workers every socket carries
 /// `SO_REUSEPORT`, so each worker gets its own and the kernel spreads clients by 5-tuple.
-fn open_listeners(plan: &settings::Plan, reuse_port: bool) -> anyhow::Result<Listeners> {
+fn open_listeners(
+    plan: &settings::Plan,
+    udp_reuse_port: bool,
+    reuse_port: bool,
+    with_udp: bool,
+) -> anyhow::Result<Listeners> {
     let opts = UdpOptions {
-        reuse_port,
+        reuse_port: udp_reuse_port,
         buffer_size: plan.socket_buffer,
     };
     let mut udp = Vec::new();
-    for addr in &plan.udp_addrs {
+    let udp_addrs: &[SocketAddr] = if with_udp { &plan.udp_addrs } else { &[] };
+    for addr in udp_addrs {
         udp.push(
             switchyard_netio::bind_udp(*addr, opts)
                 .with_context(|| format!("cannot listen on udp {addr}"))?,
@@ -187,7 +206,7 @@ fn open_listeners(plan: &settings::Plan, reuse_port: bool) -> anyhow::Result<Lis
                 .with_context(|| format!("cannot listen on tcp {addr}"))?,
         );
     }
-    if udp.is_empty() && tcp.is_empty() {
+    if plan.udp_addrs.is_empty() && plan.tcp_addrs.is_empty() {
         bail!("no listener configured (no-udp and no-tcp and no TLS)");
     }
     Ok(Listeners { udp, tcp })

@@ -22,6 +22,8 @@ pub(crate) struct Plan {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) port_range: RangeInclusive<u16>,
     pub(crate) socket_buffer: usize,
+    /// `mobility`: UDP listeners live in worker 0 only (see `turn::run`).
+    pub(crate) udp_on_one_worker: bool,
     base: ServerConfig,
 }
 
@@ -192,6 +194,7 @@ impl Plan {
             tls,
             port_range,
             socket_buffer: cfg.sock_buf_size,
+            udp_on_one_worker: cfg.mobility,
             base,
         })
     }
