@@ -88,6 +88,7 @@ pub mod nonce;
 pub mod policy;
 pub mod ports;
 mod server;
+pub mod tcp_relay;
 mod types;
 
 pub use alternate::AlternateServer;
@@ -95,4 +96,5 @@ pub use auth::{Auth, AuthFailure, User, UserParseError};
 pub use config::{ClockAnchor, ExternalIp, Quotas, ServerConfig};
 pub use policy::{DenyClass, PeerPolicy, PolicyConfig};
 pub use server::Server;
+pub use tcp_relay::{ConnectionId, TcpCommand};
 pub use types::*;

@@ -1,5 +1,7 @@
 //! Message handling: the [`Server`] state machine.
 
+mod tcp;
+
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -19,6 +21,7 @@ use crate::mobility::{Ticket, Tickets};
 use crate::nonce::{self, NonceCheck};
 use crate::policy::{DenyClass, PeerPolicy};
 use crate::ports::{PortWish, Ports, RESERVATION_LIFETIME};
+use crate::tcp_relay::TcpRelay;
 use crate::{
     BindError, ClientAddr, ClientOutcome, DropReason, Event, FreeReason, PeerOutcome, RefuseReason,
     RelayId, RelaySockets, Stats,
@@ -27,6 +30,8 @@ use crate::{
 const MAGIC_COOKIE: u32 = 0x2112_A442;
 /// RFC 8656 §7.2: REQUESTED-TRANSPORT value for UDP (IANA protocol number 17).
 const PROTO_UDP: u8 = 17;
+/// RFC 6062 §6.1: REQUESTED-TRANSPORT value for TCP (IANA protocol number 6).
+const PROTO_TCP: u8 = 6;
 /// Data indication: method 0x007, class indication (RFC 8656 §11.6 / RFC 8489 §5).
 const DATA_INDICATION: u16 = 0x0017;
 /// How many XOR-PEER-ADDRESS attributes one CreatePermission may carry.
@@ -84,6 +89,14 @@ const CHANNEL_BIND_ATTRS: &[u16] = &[
     attr::CHANNEL_NUMBER,
     attr::XOR_PEER_ADDRESS,
 ];
+const CONNECT_ATTRS: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    attr::REALM,
+    attr::NONCE,
+    attr::XOR_PEER_ADDRESS,
+];
 const SEND_ATTRS: &[u16] = &[attr::XOR_PEER_ADDRESS, attr::DATA, attr::DONT_FRAGMENT];
 
 /// The reason phrase of an error response. Replies to unauthenticated requests have none
@@ -107,6 +120,8 @@ fn reason(code: u16, unauthenticated: bool, include: bool) -> &'static str {
         441 => "Wrong Credentials",
         442 => "Unsupported Transport Protocol",
         443 => "Peer Address Family Mismatch",
+        446 => "Connection Already Exists",
+        447 => "Connection Timeout or Failure",
         486 => "Allocation Quota Reached",
         508 => "Insufficient Capacity",
         _ => "Server Error",
@@ -249,6 +264,8 @@ pub struct Server {
     redirector: Redirector,
     /// RFC 8016 mobility tickets.
     tickets: Tickets,
+    /// RFC 6062 TCP allocations and their peer connections.
+    tcp: TcpRelay,
 }
 
 impl std::fmt::Debug for Server {
@@ -310,6 +327,7 @@ impl Server {
                 config.tls_alternate_servers.clone(),
             ),
             tickets: Tickets::default(),
+            tcp: TcpRelay::default(),
             cfg: config,
         }
     }
@@ -327,7 +345,10 @@ impl Server {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.table.next_timer()
+        match (self.table.next_timer(), self.tcp.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Reservations (EVEN-PORT R=1) currently held.
@@ -386,6 +407,7 @@ impl Server {
                 }
             }
         }
+        self.tcp.expire(now);
     }
 
     /// The TCP/TLS connection of `client` closed. RFC 8656 §2.2: an allocation made over a
@@ -414,6 +436,7 @@ impl Server {
             return;
         };
         self.tickets.forget(index);
+        self.tcp.remove_allocation(index);
         relays.close(alloc.relay);
         self.ports
             .release(alloc.relay_addr.ip(), alloc.relay_addr.port());
@@ -608,13 +631,19 @@ impl Server {
         if method == Method::BINDING {
             return self.binding(now, from, msg, reply);
         }
+        if method == Method::CONNECTION_BIND {
+            if self.cfg.stun_only {
+                return self.drop(DropReason::StunDisabled);
+            }
+            return self.connection_bind(now, from, msg, reply);
+        }
         let known = match method {
             Method::ALLOCATE => ALLOCATE_ATTRS,
             Method::REFRESH => REFRESH_ATTRS,
             Method::CREATE_PERMISSION => PERMISSION_ATTRS,
             Method::CHANNEL_BIND => CHANNEL_BIND_ATTRS,
-            // Connect / ConnectionBind (RFC 6062, TCP allocations) and unknown methods:
-            // RFC 8489 §6.3.1 "... unknown method ... 400". TCP relaying is a later issue.
+            Method::CONNECT => CONNECT_ATTRS,
+            // Unknown methods: RFC 8489 §6.3.1 "... unknown method ... 400".
             _ => {
                 if self.cfg.stun_only {
                     return self.drop(DropReason::StunDisabled);
@@ -699,6 +728,7 @@ impl Server {
             Method::CREATE_PERMISSION => {
                 self.create_permission(now, from, msg, reply, existing, authed)
             }
+            Method::CONNECT => self.connect(from, msg, reply, existing, authed),
             _ => self.channel_bind(now, from, msg, reply, existing, authed),
         }
     }
@@ -876,10 +906,20 @@ impl Server {
         sign: Sign,
         body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> ClientOutcome {
-        let typ = MessageType {
-            class,
-            method: msg.method(),
-        };
+        self.respond_to(reply, msg.method(), msg.transaction_id(), class, sign, body)
+    }
+
+    /// [`Self::respond`] for a request that is no longer at hand (a deferred answer).
+    fn respond_to(
+        &mut self,
+        reply: &mut [u8],
+        method: Method,
+        tid: switchyard_stun::TransactionId,
+        class: Class,
+        sign: Sign,
+        body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> ClientOutcome {
+        let typ = MessageType { class, method };
         // SOFTWARE is left off errors to unauthenticated requests: they should stay small.
         let software = if sign.unauthenticated && class == Class::Error {
             None
@@ -887,7 +927,7 @@ impl Server {
             self.cfg.software.as_deref()
         };
         let built = (|| {
-            let mut b = MessageBuilder::new(reply, typ, msg.transaction_id())?;
+            let mut b = MessageBuilder::new(reply, typ, tid)?;
             body(&mut b)?;
             if let Some(sw) = software {
                 b.add(attr::SOFTWARE, sw.as_bytes())?;
@@ -1110,16 +1150,28 @@ impl Server {
         if wants_ticket && !self.cfg.mobility {
             return self.error(reply, msg, 405, sign, |_| Ok(()));
         }
-        // REQUESTED-TRANSPORT: missing → 400, anything but UDP → 442 (RFC 6062 TCP
-        // allocations are a later issue).
+        // REQUESTED-TRANSPORT: missing → 400; UDP, or TCP (RFC 6062) from a TCP/TLS client;
+        // anything else → 442.
         let Some(transport) = msg.get(attr::REQUESTED_TRANSPORT) else {
             return self.error(reply, msg, 400, sign, |_| Ok(()));
         };
         if transport.len() != 4 {
             return self.error(reply, msg, 400, sign, |_| Ok(()));
         }
-        if transport[0] != PROTO_UDP || self.cfg.no_udp_relay {
-            return self.error(reply, msg, 442, sign, |_| Ok(()));
+        let tcp = match transport[0] {
+            PROTO_UDP if !self.cfg.no_udp_relay => false,
+            PROTO_TCP if !self.cfg.no_tcp_relay => true,
+            _ => return self.error(reply, msg, 442, sign, |_| Ok(())),
+        };
+        // RFC 6062 §5.1: a TCP allocation needs a TCP/TLS control connection and takes no
+        // DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN → 400.
+        if tcp
+            && (!from.transport.is_stream()
+                || msg.get(attr::DONT_FRAGMENT).is_some()
+                || msg.get(attr::EVEN_PORT).is_some()
+                || msg.get(attr::RESERVATION_TOKEN).is_some())
+        {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
         }
         let Ok(requested_lifetime) = msg.lifetime() else {
             return self.error(reply, msg, 400, sign, |_| Ok(()));
@@ -1208,7 +1260,7 @@ impl Server {
         };
         let bound = match reservation_token {
             Some(t) => self.bind_reserved(now, t, relays),
-            None => self.bind_new(relay_ip, wish, relays),
+            None => self.bind_new(relay_ip, wish, tcp, relays),
         };
         let Some((relay, relay_addr)) = bound else {
             self.cfg.quotas.release(&authed.quota_user);
@@ -1253,6 +1305,9 @@ impl Server {
         if wants_ticket && !from.transport.is_stream() {
             self.issue_ticket(index);
         }
+        if tcp {
+            self.tcp.add_allocation(index);
+        }
         self.stats.allocations_created += 1;
         self.event(Event::AllocationCreated {
             client: from,
@@ -1284,6 +1339,7 @@ impl Server {
         &mut self,
         ip: IpAddr,
         wish: PortWish,
+        tcp: bool,
         relays: &mut R,
     ) -> Option<(RelayId, SocketAddr)> {
         let reserve_next = matches!(wish, PortWish::Even { reserve_next: true });
@@ -1296,7 +1352,12 @@ impl Server {
                 pool.take(port + 1);
             }
             let addr = SocketAddr::new(ip, port);
-            match relays.bind(addr) {
+            let bound = if tcp {
+                relays.bind_tcp(addr)
+            } else {
+                relays.bind(addr)
+            };
+            match bound {
                 Ok(id) => return Some((id, addr)),
                 Err(e) => {
                     let pool = self.ports.pool(ip);

@@ -55,6 +55,13 @@ pub enum BindError {
 /// RESERVATION-TOKEN) and asks the IO layer to bind exactly that address.
 pub trait RelaySockets {
     fn bind(&mut self, addr: SocketAddr) -> Result<RelayId, BindError>;
+    /// RFC 6062: a listening TCP socket at `addr` for a TCP allocation (ids share the
+    /// space of [`Self::bind`]'s). IO layers without TCP relaying keep the default, and
+    /// TCP Allocates get 508.
+    fn bind_tcp(&mut self, addr: SocketAddr) -> Result<RelayId, BindError> {
+        let _ = addr;
+        Err(BindError::Other)
+    }
     fn close(&mut self, id: RelayId);
 }
 
@@ -78,6 +85,9 @@ pub enum ClientOutcome {
         payload: Range<usize>,
     },
     Drop(DropReason),
+    /// Nothing to send now: the answer comes later (RFC 6062 Connect, answered from
+    /// `Server::handle_tcp_connected` once the IO layer has connected to the peer).
+    Pending,
 }
 
 /// What to do with a peer datagram.
@@ -133,6 +143,7 @@ drop_reasons! {
     PayloadTooLarge => "payload_too_large", "Peer payload too large for the framing or the buffer lacks room.";
     ReplyBuffer => "reply_buffer", "The reply buffer was too small for the response.";
     RateLimited => "rate_limited", "Unauthenticated request over the per-IP reply limit (`ServerConfig::unauth_rate_limit`).";
+    TooManyConnections => "too_many_connections", "An incoming peer TCP connection beyond `tcp_relay::MAX_CONNECTIONS` (RFC 6062).";
 }
 
 /// Why an allocation ended.
@@ -200,8 +211,8 @@ pub enum Event {
 }
 
 /// STUN error codes the server sends, in [`Stats::errors`] order.
-pub const ERROR_CODES: [u16; 15] = [
-    300, 400, 401, 403, 405, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+pub const ERROR_CODES: [u16; 17] = [
+    300, 400, 401, 403, 405, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508,
 ];
 
 /// Plain counters; the IO layer exports them.

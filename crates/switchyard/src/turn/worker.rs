@@ -223,7 +223,7 @@ impl Worker {
                         peer,
                         payload,
                     } => to_peer.push(relay, peer, &data[payload]),
-                    ClientOutcome::Drop(_) => {}
+                    ClientOutcome::Drop(_) | ClientOutcome::Pending => {}
                 }
             }
             to_peer.flush(&self.relays);
@@ -370,7 +370,7 @@ impl Worker {
                             peer,
                             payload,
                         } => self.relays.send(relay, peer, &data[payload]),
-                        ClientOutcome::Drop(_) => {}
+                        ClientOutcome::Drop(_) | ClientOutcome::Pending => {}
                     }
                 }
                 Ok(None) => break,
