@@ -88,6 +88,30 @@ impl StreamConn {
         }
     }
 
+    /// A plain TCP connection that is never TLS whatever its first byte (RFC 6062 peer
+    /// connections carry arbitrary bytes).
+    pub fn plain(stream: TcpStream, remote: SocketAddr, local: SocketAddr) -> Self {
+        let mut conn = Self::new(stream, remote, local, None);
+        conn.mode = Mode::Plain;
+        conn
+    }
+
+    /// Bytes read and not yet consumed (for raw relaying instead of [`Self::take_frame`]).
+    pub fn input(&self) -> &[u8] {
+        &self.input
+    }
+
+    /// Drops the first `n` bytes of [`Self::input`].
+    pub fn consume(&mut self, n: usize) {
+        self.input.drain(..n.min(self.input.len()));
+    }
+
+    /// Output bytes queued and not yet written to the socket (plain connections; a TLS
+    /// connection's queue is inside rustls and counts as 0).
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
     /// When the connection was accepted.
     pub fn opened(&self) -> std::time::Instant {
         self.opened

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, UdpSocket};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
 use switchyard_netio::{Framed, ReadStatus, RecvBatch, SendBatch, StreamConn, UdpOptions};
 use switchyard_turn::{
-    BindError, ClientAddr, ClientOutcome, Event, PEER_HEADROOM, PEER_TAILROOM, PeerOutcome,
-    RelayId, RelaySockets, Server, SocketToken, Transport,
+    BindError, ClientAddr, ClientOutcome, ConnectionId, Event, PEER_HEADROOM, PEER_TAILROOM,
+    PeerOutcome, RelayId, RelaySockets, Server, SocketToken, TcpCommand, Transport,
 };
 
 /// The largest datagram read from a client or peer. TURN relays media, which stays under
@@ -34,6 +35,8 @@ const KIND_UDP: u32 = 0;
 const KIND_TCP_LISTENER: u32 = 1;
 const KIND_RELAY: u32 = 2;
 const KIND_CONN: u32 = 3;
+/// RFC 6062 peer TCP connections (outgoing or accepted on a relay listener).
+const KIND_PEER: u32 = 4;
 const INDEX_MASK: u32 = (1 << KIND_SHIFT) - 1;
 const WAKER: Token = Token(usize::MAX);
 
@@ -73,8 +76,30 @@ pub(crate) struct Worker {
     tcp: Vec<(TcpListener, SocketAddr)>,
     relays: RelayTable,
     conns: Slab<StreamConn>,
+    /// RFC 6062: peer connections, by id and by the client data connection piped to them.
+    peers: Slab<PeerConn>,
+    peer_by_id: HashMap<ConnectionId, u32>,
+    pipe_of_conn: HashMap<u32, u32>,
     shared: Shared,
 }
+
+/// One RFC 6062 peer connection.
+struct PeerConn {
+    id: ConnectionId,
+    state: PeerState,
+    /// The client data connection it is piped to, once bound.
+    data: Option<u32>,
+}
+
+enum PeerState {
+    Connecting(TcpStream),
+    Open(StreamConn),
+    /// Only while switching from `Connecting` to `Open`.
+    Switching,
+}
+
+/// A piped connection stops reading while the other side has this much unsent.
+const PIPE_HIGH_WATER: usize = 256 * 1024;
 
 impl Worker {
     pub(crate) fn new(
@@ -117,6 +142,9 @@ impl Worker {
                 tcp,
                 relays,
                 conns: Slab::default(),
+                peers: Slab::default(),
+                peer_by_id: HashMap::new(),
+                pipe_of_conn: HashMap::new(),
                 shared,
             },
             waker,
@@ -155,14 +183,20 @@ impl Worker {
                 let (kind, index) = split_token(event.token());
                 match kind {
                     KIND_UDP => self.on_udp_listener(now, index, &mut client_rx, &mut replies),
+                    KIND_RELAY if self.relays.is_tcp(RelayId(index)) => {
+                        self.on_relay_accept(now, RelayId(index), &mut stream_reply)
+                    }
                     KIND_RELAY => self.on_relay(now, RelayId(index), &mut peer_rx),
                     KIND_TCP_LISTENER => self.on_accept(index),
                     KIND_CONN => self.on_conn(now, index, &mut scratch, &mut stream_reply),
+                    KIND_PEER => self.on_peer(now, index, &mut stream_reply),
                     _ => {}
                 }
+                self.run_tcp_commands(now, &mut stream_reply);
             }
             if self.server.poll_timeout().is_some_and(|t| t <= now) {
                 self.server.handle_timeout(now, &mut self.relays);
+                self.run_tcp_commands(now, &mut stream_reply);
             }
             if now >= next_sweep {
                 self.close_idle_connections(now);
@@ -240,7 +274,7 @@ impl Worker {
     fn on_relay(&mut self, now: Instant, relay: RelayId, rx: &mut RecvBatch) {
         let mut errors = 0;
         loop {
-            let Some(socket) = self.relays.sockets.get(relay.0) else {
+            let Some(socket) = self.relays.udp(relay) else {
                 return;
             };
             let n = match rx.recv(socket) {
@@ -339,6 +373,10 @@ impl Worker {
     }
 
     fn on_conn(&mut self, now: Instant, id: u32, scratch: &mut [u8], reply: &mut [u8]) {
+        if let Some(&peer) = self.pipe_of_conn.get(&id) {
+            self.pump(now, id, peer);
+            return;
+        }
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -392,7 +430,9 @@ impl Worker {
         let timeout = self.shared.allocate_timeout;
         let mut idle = Vec::new();
         for (id, conn) in self.conns.iter() {
-            if now.saturating_duration_since(conn.opened()) < timeout {
+            if now.saturating_duration_since(conn.opened()) < timeout
+                || self.pipe_of_conn.contains_key(&id)
+            {
                 continue;
             }
             let client = ClientAddr {
@@ -415,6 +455,9 @@ impl Worker {
     }
 
     fn close_conn(&mut self, now: Instant, id: u32) {
+        if let Some(peer) = self.pipe_of_conn.remove(&id) {
+            self.close_peer(peer);
+        }
         if let Some(mut conn) = self.conns.remove(id) {
             let _ = self.poll.registry().deregister(conn.source());
             let transport = match conn.mode() {
@@ -430,6 +473,247 @@ impl Worker {
             // RFC 8656 §3.1: an allocation made over TCP/TLS lives as long as the connection.
             self.server
                 .handle_client_closed(now, from, &mut self.relays);
+        }
+    }
+
+    // --------------------------------------------------------------------------------
+    // RFC 6062 TCP allocations: the core decides, the worker owns the sockets.
+    // --------------------------------------------------------------------------------
+
+    /// Carries out what the core asked for TCP allocations.
+    fn run_tcp_commands(&mut self, now: Instant, reply: &mut [u8]) {
+        while let Some(cmd) = self.server.poll_tcp() {
+            match cmd {
+                TcpCommand::Connect {
+                    id,
+                    relay: _,
+                    from,
+                    peer,
+                } => self.start_connect(now, id, from, peer, reply),
+                TcpCommand::Pipe { id, data } => {
+                    let Some(&peer) = self.peer_by_id.get(&id) else {
+                        self.close_conn(now, data.token.0);
+                        continue;
+                    };
+                    if let Some(p) = self.peers.get_mut(peer) {
+                        p.data = Some(data.token.0);
+                    }
+                    self.pipe_of_conn.insert(data.token.0, peer);
+                    // Bytes the client sent right behind ConnectionBind, and any the peer
+                    // sent while waiting, go now (readiness is edge-triggered).
+                    self.pump(now, data.token.0, peer);
+                }
+                TcpCommand::Close { id } => {
+                    if let Some(&peer) = self.peer_by_id.get(&id) {
+                        self.close_peer(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the connection of a Connect request, from the relayed address if the OS lets
+    /// us share its port, else from the relay IP.
+    fn start_connect(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        from: SocketAddr,
+        peer: SocketAddr,
+        reply: &mut [u8],
+    ) {
+        let stream = switchyard_netio::connect_tcp(from, peer)
+            .or_else(|_| switchyard_netio::connect_tcp(SocketAddr::new(from.ip(), 0), peer));
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "TCP relay connect failed");
+                self.connect_done(now, id, false, reply);
+                return;
+            }
+        };
+        let key = self.peers.vacant_key();
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut stream,
+                token(KIND_PEER, key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.connect_done(now, id, false, reply);
+            return;
+        }
+        self.peers.insert(PeerConn {
+            id,
+            state: PeerState::Connecting(stream),
+            data: None,
+        });
+        self.peer_by_id.insert(id, key);
+    }
+
+    /// Reports a connect result to the core and sends its Connect response.
+    fn connect_done(&mut self, now: Instant, id: ConnectionId, ok: bool, reply: &mut [u8]) {
+        match self.server.handle_tcp_connected(now, id, ok, reply) {
+            Some((client, len)) => self.send_control(client, &reply[..len]),
+            None => {
+                if let Some(&peer) = self.peer_by_id.get(&id) {
+                    self.close_peer(peer);
+                }
+            }
+        }
+    }
+
+    /// A STUN message for a TCP allocation's control connection.
+    fn send_control(&mut self, client: ClientAddr, msg: &[u8]) {
+        if let Some(conn) = self.conns.get_mut(client.token.0) {
+            conn.send(msg);
+            let _ = conn.flush();
+        }
+    }
+
+    fn on_relay_accept(&mut self, now: Instant, relay: RelayId, reply: &mut [u8]) {
+        loop {
+            let Some(RelaySocket::Tcp(listener)) = self.relays.sockets.get(relay.0) else {
+                return;
+            };
+            let local = listener.local_addr().ok();
+            let (mut stream, remote) = match listener.accept() {
+                Ok(v) => v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept on a TCP relay failed");
+                    return;
+                }
+            };
+            let local = local.unwrap_or(remote);
+            let (id, client, len) = match self
+                .server
+                .handle_tcp_peer_accepted(now, relay, remote, reply)
+            {
+                Ok(v) => v,
+                Err(_) => continue, // dropping the stream closes it
+            };
+            let key = self.peers.vacant_key();
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut stream,
+                    token(KIND_PEER, key),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                self.server.handle_tcp_closed(id);
+                continue;
+            }
+            self.peers.insert(PeerConn {
+                id,
+                state: PeerState::Open(StreamConn::plain(stream, remote, local)),
+                data: None,
+            });
+            self.peer_by_id.insert(id, key);
+            self.send_control(client, &reply[..len]);
+        }
+    }
+
+    fn on_peer(&mut self, now: Instant, key: u32, reply: &mut [u8]) {
+        let Some(p) = self.peers.get_mut(key) else {
+            return;
+        };
+        let id = p.id;
+        match &mut p.state {
+            PeerState::Connecting(stream) => {
+                let failed = matches!(stream.take_error(), Ok(Some(_)) | Err(_));
+                let connected = !failed && stream.peer_addr().is_ok();
+                if !failed && !connected {
+                    return; // not yet
+                }
+                if failed {
+                    self.close_peer(key);
+                    self.connect_done(now, id, false, reply);
+                    return;
+                }
+                let PeerState::Connecting(stream) =
+                    std::mem::replace(&mut p.state, PeerState::Switching)
+                else {
+                    return;
+                };
+                let remote = stream.peer_addr().unwrap_or_else(|_| unspecified());
+                let local = stream.local_addr().unwrap_or_else(|_| unspecified());
+                p.state = PeerState::Open(StreamConn::plain(stream, remote, local));
+                self.connect_done(now, id, true, reply);
+            }
+            PeerState::Open(_) => {
+                if let Some(data) = p.data {
+                    self.pump(now, data, key);
+                }
+                // Not bound yet: leave the bytes in the kernel until ConnectionBind.
+            }
+            PeerState::Switching => {}
+        }
+    }
+
+    /// Moves bytes both ways between a client data connection and its peer connection;
+    /// closes both when either ends.
+    fn pump(&mut self, now: Instant, data: u32, key: u32) {
+        let (
+            Some(conn),
+            Some(PeerConn {
+                state: PeerState::Open(peer),
+                ..
+            }),
+        ) = (self.conns.get_mut(data), self.peers.get_mut(key))
+        else {
+            self.close_conn(now, data);
+            return;
+        };
+        let mut closed = false;
+        for _ in 0..64 {
+            let a = conn.read();
+            let b = peer.read();
+            closed |= a == ReadStatus::Closed || b == ReadStatus::Closed;
+            let moved = forward(conn, peer) + forward(peer, conn);
+            closed |= conn.flush().is_err() || peer.flush().is_err();
+            if moved == 0 || closed {
+                break;
+            }
+        }
+        if closed {
+            // Deliver what is already buffered before closing.
+            forward(conn, peer);
+            forward(peer, conn);
+            let _ = conn.flush();
+            let _ = peer.flush();
+            self.close_conn(now, data);
+        }
+    }
+
+    /// Closes a peer connection (and the data connection piped to it) and tells the core.
+    fn close_peer(&mut self, key: u32) {
+        let Some(p) = self.peers.remove(key) else {
+            return;
+        };
+        self.peer_by_id.remove(&p.id);
+        match p.state {
+            PeerState::Connecting(mut s) => {
+                let _ = self.poll.registry().deregister(&mut s);
+            }
+            PeerState::Open(mut c) => {
+                let _ = self.poll.registry().deregister(c.source());
+            }
+            PeerState::Switching => {}
+        }
+        self.server.handle_tcp_closed(p.id);
+        if let Some(data) = p.data {
+            self.pipe_of_conn.remove(&data);
+            if let Some(mut conn) = self.conns.remove(data) {
+                let _ = conn.flush();
+                let _ = self.poll.registry().deregister(conn.source());
+            }
         }
     }
 
@@ -489,6 +773,22 @@ fn log_event(event: &Event) {
     }
 }
 
+/// Copies what `from` has read into `to`'s output, up to the high-water mark; bytes it
+/// cannot take stay in `from` (which then stops reading: TCP back-pressure, no loss).
+fn forward(from: &mut StreamConn, to: &mut StreamConn) -> usize {
+    let room = PIPE_HIGH_WATER.saturating_sub(to.pending_output());
+    let n = from.input().len().min(room);
+    if n == 0 || !to.send(&from.input()[..n]) {
+        return 0;
+    }
+    from.consume(n);
+    n
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
 fn framer(buf: &[u8]) -> Framed {
     match switchyard_stun::frame(buf) {
         switchyard_stun::Frame::Incomplete { .. } => Framed::Incomplete,
@@ -539,20 +839,37 @@ impl<'a> ToPeerRuns<'a> {
     }
 }
 
-/// The worker's relay sockets, indexed by `RelayId`.
+/// The worker's relay sockets, indexed by `RelayId`: UDP sockets, and the listeners of
+/// RFC 6062 TCP allocations.
 struct RelayTable {
     registry: mio::Registry,
-    sockets: Slab<UdpSocket>,
+    sockets: Slab<RelaySocket>,
     options: UdpOptions,
 }
 
+enum RelaySocket {
+    Udp(UdpSocket),
+    Tcp(TcpListener),
+}
+
 impl RelayTable {
+    fn udp(&self, relay: RelayId) -> Option<&UdpSocket> {
+        match self.sockets.get(relay.0)? {
+            RelaySocket::Udp(s) => Some(s),
+            RelaySocket::Tcp(_) => None,
+        }
+    }
+
+    fn is_tcp(&self, relay: RelayId) -> bool {
+        matches!(self.sockets.get(relay.0), Some(RelaySocket::Tcp(_)))
+    }
+
     fn send_run(&self, relay: RelayId, peer: SocketAddr, payloads: &[&[u8]]) {
         match payloads {
             [] => {}
             [one] => self.send(relay, peer, one),
             many => {
-                if let Some(socket) = self.sockets.get(relay.0) {
+                if let Some(socket) = self.udp(relay) {
                     let report = switchyard_netio::send_segments(socket, peer, many);
                     if let Some(e) = report.error {
                         tracing::trace!(error = %e, %peer, "relay send failed");
@@ -563,7 +880,7 @@ impl RelayTable {
     }
 
     fn send(&self, relay: RelayId, peer: SocketAddr, payload: &[u8]) {
-        if let Some(socket) = self.sockets.get(relay.0) {
+        if let Some(socket) = self.udp(relay) {
             match socket.send_to(payload, peer) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -587,14 +904,38 @@ impl RelaySockets for RelayTable {
         self.registry
             .register(&mut socket, token(KIND_RELAY, id), Interest::READABLE)
             .map_err(|_| BindError::Other)?;
-        let inserted = self.sockets.insert(socket);
+        let inserted = self.sockets.insert(RelaySocket::Udp(socket));
+        debug_assert_eq!(inserted, id);
+        Ok(RelayId(id))
+    }
+
+    fn bind_tcp(&mut self, addr: SocketAddr) -> Result<RelayId, BindError> {
+        // SO_REUSEPORT: Connect opens its peer connections from this same address.
+        let mut listener = switchyard_netio::bind_tcp(addr, true).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                BindError::InUse
+            } else {
+                BindError::Other
+            }
+        })?;
+        let id = self.sockets.vacant_key();
+        self.registry
+            .register(&mut listener, token(KIND_RELAY, id), Interest::READABLE)
+            .map_err(|_| BindError::Other)?;
+        let inserted = self.sockets.insert(RelaySocket::Tcp(listener));
         debug_assert_eq!(inserted, id);
         Ok(RelayId(id))
     }
 
     fn close(&mut self, id: RelayId) {
-        if let Some(mut socket) = self.sockets.remove(id.0) {
-            let _ = self.registry.deregister(&mut socket);
+        match self.sockets.remove(id.0) {
+            Some(RelaySocket::Udp(mut s)) => {
+                let _ = self.registry.deregister(&mut s);
+            }
+            Some(RelaySocket::Tcp(mut l)) => {
+                let _ = self.registry.deregister(&mut l);
+            }
+            None => {}
         }
     }
 }
