@@ -167,6 +167,10 @@ pub struct ServerConfig {
     /// `mobility` (RFC 8016): hand out MOBILITY-TICKETs and let a Refresh with one move its
     /// allocation to a new client address. Off: a request with a ticket gets 405.
     pub mobility: bool,
+    /// This worker's number, put in the top byte of RFC 6062 CONNECTION-IDs so the IO
+    /// layer can hand a ConnectionBind that reached another worker to the owner
+    /// ([`crate::tcp_relay::owner`]).
+    pub worker_id: u8,
 }
 
 impl ServerConfig {
@@ -203,6 +207,7 @@ impl ServerConfig {
             alternate_servers: Vec::new(),
             tls_alternate_servers: Vec::new(),
             mobility: false,
+            worker_id: 0,
         }
     }
 }

@@ -38,6 +38,24 @@ pub const MAX_CONNECTIONS: usize = 64;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConnectionId(pub u32);
 
+/// The worker (`ServerConfig::worker_id`) that issued a CONNECTION-ID: a client's data
+/// connection may reach any worker, and only the issuer knows the id.
+pub fn owner(id: ConnectionId) -> u8 {
+    (id.0 >> 24) as u8
+}
+
+/// If `frame` is a ConnectionBind request, the CONNECTION-ID it names.
+pub fn connection_bind_target(frame: &[u8]) -> Option<ConnectionId> {
+    // Type 0x000B: method ConnectionBind, class request.
+    if frame.get(..2)? != [0x00, 0x0B] {
+        return None;
+    }
+    let msg = switchyard_stun::Message::parse(frame).ok()?;
+    let v = msg.get(switchyard_stun::attr::CONNECTION_ID)?;
+    let v: [u8; 4] = v.try_into().ok()?;
+    Some(ConnectionId(u32::from_be_bytes(v)))
+}
+
 /// What the IO layer must do for TCP allocations; read with `Server::poll_tcp`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TcpCommand {

@@ -110,8 +110,9 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
         )),
     };
 
-    let mut handles = Vec::new();
+    let mut workers = Vec::new();
     let mut wakers = Vec::new();
+    let mut siblings: worker::Siblings = Vec::new();
     for id in 0..plan.workers {
         // With `mobility`, UDP clients all reach worker 0: a Refresh from a client's new
         // address must find the allocation its ticket names, and the kernel's SO_REUSEPORT
@@ -125,15 +126,24 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
             with_udp,
         )?;
         if listeners.udp.is_empty() && listeners.tcp.is_empty() {
+            siblings.push(None);
             continue;
         }
         let server = switchyard_turn::Server::new(plan.server_config(id));
-        let (worker, waker) = Worker::new(id, server, listeners, shared.clone())
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (worker, waker) = Worker::new(id, server, listeners, rx, shared.clone())
             .context("cannot set up worker event loop")?;
+        siblings.push(Some((tx, waker.clone())));
         wakers.push(waker);
+        workers.push(worker);
+    }
+    let mut handles = Vec::new();
+    for mut worker in workers {
+        worker.set_siblings(siblings.clone());
+        let name = format!("turn-worker-{}", worker.id());
         handles.push(
             std::thread::Builder::new()
-                .name(format!("turn-worker-{id}"))
+                .name(name)
                 .spawn(move || worker.run())
                 .context("cannot start worker thread")?,
         );

@@ -210,6 +210,7 @@ impl Plan {
         let start = lo + span * id / n;
         let end = lo + span * (id + 1) / n - 1;
         cfg.port_range = (start as u16)..=(end as u16);
+        cfg.worker_id = id as u8;
         cfg
     }
 }

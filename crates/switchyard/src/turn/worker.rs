@@ -56,6 +56,17 @@ pub(crate) struct Listeners {
     pub(crate) tcp: Vec<TcpListener>,
 }
 
+/// A client connection handed to the worker that owns the CONNECTION-ID of the
+/// ConnectionBind it carries (RFC 6062 data connections land on any worker).
+pub(crate) struct Handoff {
+    conn: StreamConn,
+    /// The ConnectionBind frame, already taken off the connection's input.
+    frame: Vec<u8>,
+}
+
+/// How to reach every worker, indexed by worker id (`None`: no such worker).
+pub(crate) type Siblings = Vec<Option<(std::sync::mpsc::Sender<Handoff>, Arc<Waker>)>>;
+
 /// Per-process things every worker needs.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -80,6 +91,8 @@ pub(crate) struct Worker {
     peers: Slab<PeerConn>,
     peer_by_id: HashMap<ConnectionId, u32>,
     pipe_of_conn: HashMap<u32, u32>,
+    inbox: std::sync::mpsc::Receiver<Handoff>,
+    siblings: Siblings,
     shared: Shared,
 }
 
@@ -106,6 +119,7 @@ impl Worker {
         id: usize,
         server: Server,
         listeners: Listeners,
+        inbox: std::sync::mpsc::Receiver<Handoff>,
         shared: Shared,
     ) -> std::io::Result<(Self, Arc<Waker>)> {
         let poll = Poll::new()?;
@@ -145,10 +159,21 @@ impl Worker {
                 peers: Slab::default(),
                 peer_by_id: HashMap::new(),
                 pipe_of_conn: HashMap::new(),
+                inbox,
+                siblings: Vec::new(),
                 shared,
             },
             waker,
         ))
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Every worker's handoff channel; set before the threads start.
+    pub(crate) fn set_siblings(&mut self, siblings: Siblings) {
+        self.siblings = siblings;
     }
 
     /// Runs until the stop flag is raised.
@@ -178,6 +203,8 @@ impl Worker {
             let now = Instant::now();
             for event in events.iter() {
                 if event.token() == WAKER {
+                    self.take_handoffs(now, &mut stream_reply);
+                    self.run_tcp_commands(now, &mut stream_reply);
                     continue;
                 }
                 let (kind, index) = split_token(event.token());
@@ -382,6 +409,7 @@ impl Worker {
         };
         let status = conn.read();
         let mut broken = false;
+        let mut handoff = None;
         loop {
             match conn.take_frame(framer, scratch) {
                 Ok(Some(n)) => {
@@ -396,6 +424,14 @@ impl Worker {
                         token: SocketToken(id),
                     };
                     let data = &scratch[..n];
+                    // RFC 6062 data connection for another worker's peer connection.
+                    if let Some(owner) = switchyard_turn::tcp_relay::connection_bind_target(data)
+                        .map(|c| usize::from(switchyard_turn::tcp_relay::owner(c)))
+                        .filter(|o| *o != self.id && matches!(self.siblings.get(*o), Some(Some(_))))
+                    {
+                        handoff = Some((owner, n));
+                        break;
+                    }
                     match self
                         .server
                         .handle_client(now, from, data, reply, &mut self.relays)
@@ -417,6 +453,18 @@ impl Worker {
                     break;
                 }
             }
+        }
+        if let Some((owner, n)) = handoff {
+            if let Some(Some((tx, waker))) = self.siblings.get(owner)
+                && let Some(mut conn) = self.conns.remove(id)
+            {
+                let _ = self.poll.registry().deregister(conn.source());
+                let frame = scratch[..n].to_vec();
+                if tx.send(Handoff { conn, frame }).is_ok() {
+                    let _ = waker.wake();
+                }
+            }
+            return;
         }
         if conn.flush().is_err() {
             broken = true;
@@ -479,6 +527,49 @@ impl Worker {
     // --------------------------------------------------------------------------------
     // RFC 6062 TCP allocations: the core decides, the worker owns the sockets.
     // --------------------------------------------------------------------------------
+
+    /// Adopts client connections other workers handed over (their ConnectionBind names a
+    /// connection of ours) and answers the ConnectionBind they carried.
+    fn take_handoffs(&mut self, now: Instant, reply: &mut [u8]) {
+        while let Ok(Handoff { conn, frame }) = self.inbox.try_recv() {
+            let id = self.conns.insert(conn);
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if self
+                .poll
+                .registry()
+                .register(
+                    conn.source(),
+                    token(KIND_CONN, id),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                self.conns.remove(id);
+                continue;
+            }
+            let transport = match conn.mode() {
+                switchyard_netio::Mode::Tls => Transport::Tls,
+                _ => Transport::Tcp,
+            };
+            let from = ClientAddr {
+                transport,
+                remote: conn.remote(),
+                local: conn.local(),
+                token: SocketToken(id),
+            };
+            if let ClientOutcome::Reply { len } =
+                self.server
+                    .handle_client(now, from, &frame, reply, &mut self.relays)
+            {
+                conn.send(&reply[..len]);
+            }
+            if conn.flush().is_err() {
+                self.close_conn(now, id);
+            }
+        }
+    }
 
     /// Carries out what the core asked for TCP allocations.
     fn run_tcp_commands(&mut self, now: Instant, reply: &mut [u8]) {

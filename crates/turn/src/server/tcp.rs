@@ -20,9 +20,11 @@ impl Server {
     }
 
     fn new_connection_id(&mut self) -> ConnectionId {
+        let owner = u32::from(self.cfg.worker_id) << 24;
         loop {
-            let id = ConnectionId(self.rng.next_u64() as u32);
-            if id.0 != 0 && !self.tcp.contains(id) {
+            let low = (self.rng.next_u64() as u32) & 0x00FF_FFFF;
+            let id = ConnectionId(owner | low);
+            if low != 0 && !self.tcp.contains(id) {
                 return id;
             }
         }
