@@ -5,7 +5,7 @@ use std::time::Duration;
 use switchyard_tests::need;
 use switchyard_tests::process::tail;
 use switchyard_tests::server::{ServerOptions, TestServer};
-use switchyard_tests::uclient::{Auth, EchoPeer, Run, parse_totals};
+use switchyard_tests::uclient::{Auth, ClientTransport, EchoPeer, Run, parse_totals};
 
 const MXID: &str = "@alice:switchyard.test";
 
@@ -138,4 +138,61 @@ fn uclient_sees_try_alternate() {
             server.log_tail(30)
         );
     }
+}
+
+/// RFC 6062 with coturn's client: `turnutils_uclient -T` makes TCP allocations for pairs
+/// of clients; one Connects to the other's relayed address, the other gets a
+/// ConnectionAttempt, both bind data connections with ConnectionBind, and the messages
+/// travel as raw bytes through the server's peer connection. Two workers, so data
+/// connections also land on the worker that does not own the connection id.
+fn tcp_relay_round_trip(transport: ClientTransport) {
+    let tls = transport == ClientTransport::Tls;
+    let mut server = need!(TestServer::start(ServerOptions {
+        tls,
+        extra: vec!["relay-threads=2".into()],
+        ..ServerOptions::default()
+    }));
+    let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
+    let port = if tls {
+        server.ports.tls
+    } else {
+        server.ports.listen
+    };
+    let mut run = Run::new(
+        port,
+        peer.port,
+        Auth::Secret {
+            user: MXID.into(),
+            secret: server.secret().into(),
+        },
+    );
+    run.transport = transport;
+    run.clients = 4;
+    run.messages = 20;
+    run.interval_ms = 20;
+    run.flags = vec!["-T"];
+    let done = need!(run.run(&server.dir, &format!("tcp-relay-{transport:?}")));
+    server.assert_alive();
+    let context = || {
+        format!(
+            "{} via {transport:?}: uclient exit {:?}\n---- uclient tail ----\n{}\n---- server tail ----\n{}",
+            server.describe(),
+            done.status,
+            tail(&done.output, 25),
+            server.log_tail(25)
+        )
+    };
+    assert!(done.success() && !done.timed_out(), "{}", context());
+    let t = parse_totals(&done.output).unwrap_or_else(|| panic!("no totals: {}", context()));
+    assert_eq!((t.sent, t.received, t.lost), (80, 80, 0), "{}", context());
+}
+
+#[test]
+fn uclient_tcp_relay_over_tcp() {
+    tcp_relay_round_trip(ClientTransport::Tcp);
+}
+
+#[test]
+fn uclient_tcp_relay_over_tls() {
+    tcp_relay_round_trip(ClientTransport::Tls);
 }

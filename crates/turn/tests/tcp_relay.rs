@@ -285,3 +285,33 @@ fn incoming_peer_needs_permission_and_is_closed_unbound_after_30s() {
         Err(DropReason::NoAllocation)
     );
 }
+
+#[test]
+fn connection_ids_name_their_worker() {
+    let mut h = H::with(|c| c.worker_id = 3);
+    let mut c = tcp_client(&h, 5000);
+    assert!(tcp_allocate(&mut h, &mut c).ok());
+    h.request(&mut c, Method::CONNECT, &[A::Peer(sa(PEER))]);
+    let [TcpCommand::Connect { id, .. }] = commands(&mut h)[..] else {
+        panic!("expected Connect");
+    };
+    assert_eq!(switchyard_turn::tcp_relay::owner(id), 3);
+    // The IO layer finds the id in a ConnectionBind frame without the core.
+    let mut data = tcp_client(&h, 5001);
+    let tid = data.next_tid();
+    let frame = data.build(
+        Class::Request,
+        Method::CONNECTION_BIND,
+        tid,
+        &[A::Raw(attr::CONNECTION_ID, id.0.to_be_bytes().to_vec())],
+    );
+    assert_eq!(
+        switchyard_turn::tcp_relay::connection_bind_target(&frame),
+        Some(id)
+    );
+    let other = data.build(Class::Request, Method::REFRESH, tid, &[]);
+    assert_eq!(
+        switchyard_turn::tcp_relay::connection_bind_target(&other),
+        None
+    );
+}
