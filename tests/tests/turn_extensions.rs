@@ -196,3 +196,95 @@ fn uclient_tcp_relay_over_tcp() {
 fn uclient_tcp_relay_over_tls() {
     tcp_relay_round_trip(ClientTransport::Tls);
 }
+
+/// RFC 5780 with coturn's `turnutils_natdiscovery`: the server listens on 127.0.0.1 and
+/// 127.0.0.2, ports P and P+1 (coturn's default `alt-listening-port`). The mapping test
+/// needs OTHER-ADDRESS and answers from the alternate IP; the filtering test needs
+/// CHANGE-REQUEST answered from the other IP and port. On loopback there is no NAT, so the
+/// verdicts are "endpoint independent" both times, as coturn reports.
+#[test]
+fn natdiscovery_mapping_and_filtering() {
+    let mut server = need!(TestServer::start(ServerOptions {
+        extra: vec!["listening-ip=127.0.0.2".into(), "rfc5780".into()],
+        ..ServerOptions::default()
+    }));
+    let bin = need!(switchyard_tests::skip::find_binary(
+        "turnutils_natdiscovery"
+    ));
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "-m",
+        "-f",
+        "-p",
+        &server.ports.listen.to_string(),
+        "127.0.0.1",
+    ]);
+    let done = switchyard_tests::process::run_bounded(
+        &mut cmd,
+        Duration::from_secs(30),
+        &server.dir.join("natdiscovery.log"),
+    );
+    server.assert_alive();
+    let out = &done.output;
+    let context = || {
+        format!(
+            "{}\n---- server ----\n{}",
+            tail(out, 40),
+            server.log_tail(20)
+        )
+    };
+    assert!(!done.timed_out(), "natdiscovery hung: {}", context());
+    assert!(
+        out.contains("NAT with Endpoint Independent Mapping!"),
+        "mapping: {}",
+        context()
+    );
+    assert!(
+        out.contains("NAT with Endpoint Independent Filtering!"),
+        "filtering: {}",
+        context()
+    );
+    let alt = format!("Response origin: : 127.0.0.2:{}", server.ports.listen + 1);
+    assert!(
+        out.contains(&alt),
+        "no answer from the other IP and port: {}",
+        context()
+    );
+    assert!(
+        out.contains("No ALG: Mapped == XOR-Mapped"),
+        "{}",
+        context()
+    );
+}
+
+/// Without `rfc5780` (the default since coturn 4.7) a plain Binding is unchanged: no
+/// OTHER-ADDRESS, so natdiscovery cannot run its tests. (Debian's coturn 4.6.1 still has
+/// RFC 5780 on by default, so this is checked against switchyard only.)
+#[test]
+fn natdiscovery_without_rfc5780() {
+    let mut server = need!(TestServer::start(ServerOptions {
+        extra: vec!["listening-ip=127.0.0.2".into()],
+        ..ServerOptions::default()
+    }));
+    if server.kind.is_coturn() {
+        println!("skipped: coturn 4.6.1 enables RFC 5780 by default");
+        return;
+    }
+    let bin = need!(switchyard_tests::skip::find_binary(
+        "turnutils_natdiscovery"
+    ));
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["-m", "-p", &server.ports.listen.to_string(), "127.0.0.1"]);
+    let done = switchyard_tests::process::run_bounded(
+        &mut cmd,
+        Duration::from_secs(30),
+        &server.dir.join("natdiscovery.log"),
+    );
+    server.assert_alive();
+    assert!(!done.timed_out(), "{}", tail(&done.output, 30));
+    assert!(
+        !done.output.contains("Other addr"),
+        "OTHER-ADDRESS without rfc5780: {}",
+        tail(&done.output, 30)
+    );
+}

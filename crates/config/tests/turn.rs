@@ -345,10 +345,10 @@ rest-api-separator=-
 #[test]
 fn stored_but_unimplemented_options_warn() {
     let c = parse(
-        "prometheus\nmax-bps=1000\nbps-capacity=100000\ndtls\npkey-pwd=x\nCA-file=/ca.pem\ndh-file=/dh.pem\nec-curve-name=prime256v1\ndh566\ndh1066\ntlsv1\ntlsv1_1\nsyslog\nsecure-stun\nproc-user=turn\nproc-group=turn\ncli\nrfc5780\nstun-backward-compatibility\ncheck-origin-consistency\nuserdb=/var/lib/turn/turndb\n",
+        "prometheus\nmax-bps=1000\nbps-capacity=100000\ndtls\npkey-pwd=x\nCA-file=/ca.pem\ndh-file=/dh.pem\nec-curve-name=prime256v1\ndh566\ndh1066\ntlsv1\ntlsv1_1\nsyslog\nsecure-stun\nproc-user=turn\nproc-group=turn\ncli\nstun-backward-compatibility\ncheck-origin-consistency\nuserdb=/var/lib/turn/turndb\n",
     );
     assert!(c.prometheus && c.dtls && c.dh566 && c.dh1066 && c.tlsv1 && c.tlsv1_1 && c.syslog);
-    assert!(c.secure_stun && c.cli && c.rfc5780 && c.stun_backward_compatibility);
+    assert!(c.secure_stun && c.cli && c.stun_backward_compatibility);
     assert!(c.check_origin_consistency);
     assert_eq!((c.max_bps, c.bps_capacity), (1000, 100000));
     assert_eq!(c.pkey_pwd.as_deref(), Some("x"));
@@ -361,7 +361,7 @@ fn stored_but_unimplemented_options_warn() {
     );
     assert_eq!(c.userdb.as_deref(), Some(Path::new("/var/lib/turn/turndb")));
     let w = warnings(&c);
-    assert_eq!(w.len(), 21, "{w:#?}");
+    assert_eq!(w.len(), 20, "{w:#?}");
     for (i, w) in w.iter().enumerate() {
         assert!(w.starts_with(&format!("t.conf:{}: ", i + 1)), "{w}");
     }
@@ -370,17 +370,17 @@ fn stored_but_unimplemented_options_warn() {
         "t.conf:1: prometheus: the Prometheus exporter is not implemented by switchyard yet, ignored"
     );
     assert_eq!(
-        w[20],
-        "t.conf:21: userdb: user databases are not read by switchyard (use static-auth-secret or user=); the path is kept but unused"
+        w[19],
+        "t.conf:20: userdb: user databases are not read by switchyard (use static-auth-secret or user=); the path is kept but unused"
     );
 }
 
 #[test]
 fn alternate_servers_and_mobility_are_implemented() {
     let c = parse(
-        "alternate-server=192.0.2.9:3479\ntls-alternate-server=[2001:db8::9]:5349\nmobility\n",
+        "alternate-server=192.0.2.9:3479\ntls-alternate-server=[2001:db8::9]:5349\nmobility\nrfc5780\n",
     );
-    assert!(c.mobility);
+    assert!(c.mobility && c.rfc5780);
     assert_eq!(
         c.alternate_servers,
         [ServerAddr {

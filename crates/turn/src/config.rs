@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 
 use crate::alternate::AlternateServer;
 use crate::auth::Auth;
+use crate::nat_discovery::NatDiscovery;
 use crate::policy::PeerPolicy;
 
 /// `external-ip=PUBLIC[/PRIVATE]`: what XOR-RELAYED-ADDRESS advertises for a relay bound to
@@ -171,6 +172,10 @@ pub struct ServerConfig {
     /// layer can hand a ConnectionBind that reached another worker to the owner
     /// ([`crate::tcp_relay::owner`]).
     pub worker_id: u8,
+    /// `rfc5780` with two listening IPs of a family: NAT behaviour discovery on Binding
+    /// (OTHER-ADDRESS, RESPONSE-ORIGIN, CHANGE-REQUEST, RESPONSE-PORT, PADDING). `None`:
+    /// Binding answers carry XOR-MAPPED-ADDRESS only and CHANGE-REQUEST gets 420.
+    pub rfc5780: Option<NatDiscovery>,
 }
 
 impl ServerConfig {
@@ -208,6 +213,7 @@ impl ServerConfig {
             tls_alternate_servers: Vec::new(),
             mobility: false,
             worker_id: 0,
+            rfc5780: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Message handling: the [`Server`] state machine.
 
+mod nat;
 mod tcp;
 
 use std::collections::VecDeque;
@@ -746,6 +747,9 @@ impl Server {
             return self.drop(DropReason::StunDisabled);
         }
         self.stats.binding_requests += 1;
+        if self.cfg.rfc5780.is_some() {
+            return self.binding_rfc5780(now, from, msg, reply);
+        }
         let sign = self.base_sign(msg);
         let mut unknown = [0u16; 8];
         let mut n = 0;

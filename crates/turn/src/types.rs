@@ -85,6 +85,14 @@ pub enum ClientOutcome {
         payload: Range<usize>,
     },
     Drop(DropReason),
+    /// RFC 5780: send `reply[..len]` from the listening socket bound at `from` (another
+    /// IP and/or port than the one the request came in on) to `to` (RESPONSE-PORT may
+    /// change the port). UDP only.
+    ReplyFrom {
+        len: usize,
+        from: SocketAddr,
+        to: SocketAddr,
+    },
     /// Nothing to send now: the answer comes later (RFC 6062 Connect, answered from
     /// `Server::handle_tcp_connected` once the IO layer has connected to the peer).
     Pending,

@@ -277,3 +277,117 @@ fn mobility_off_is_405_and_streams_get_no_ticket() {
     let r = h.allocate(&mut u, &[]);
     assert!(r.ok() && !r.has(attr::MOBILITY_TICKET));
 }
+
+fn nat(ips: &[&str]) -> switchyard_turn::NatDiscovery {
+    switchyard_turn::NatDiscovery {
+        ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+        port: 3478,
+        alt_port: 3479,
+    }
+}
+
+#[test]
+fn rfc5780_binding_change_request_response_port_padding() {
+    let mut h = H::with(|c| c.rfc5780 = Some(nat(&["5.9.0.7", "5.9.0.8"])));
+    let mut c = Client::new("192.0.2.1:5000", "x", "y");
+    let r = h.once(&mut c, Method::BINDING, &[]);
+    assert!(matches!(r.outcome, ClientOutcome::Reply { .. }));
+    assert_eq!(
+        r.attr_types(),
+        [
+            attr::XOR_MAPPED_ADDRESS,
+            attr::MAPPED_ADDRESS,
+            attr::RESPONSE_ORIGIN,
+            attr::OTHER_ADDRESS
+        ]
+    );
+    assert_eq!(plain_addr(&r, attr::MAPPED_ADDRESS), Some(c.addr.remote));
+    assert_eq!(plain_addr(&r, attr::RESPONSE_ORIGIN), Some(sa(LISTEN)));
+    assert_eq!(
+        plain_addr(&r, attr::OTHER_ADDRESS),
+        Some(sa("5.9.0.8:3479"))
+    );
+
+    // CHANGE-REQUEST: the answer leaves from the other IP and/or port.
+    for (flags, origin) in [
+        (0x06, "5.9.0.8:3479"),
+        (0x04, "5.9.0.8:3478"),
+        (0x02, "5.9.0.7:3479"),
+    ] {
+        let r = h.once(
+            &mut c,
+            Method::BINDING,
+            &[A::Raw(attr::CHANGE_REQUEST, vec![0, 0, 0, flags])],
+        );
+        assert_eq!(
+            r.outcome,
+            ClientOutcome::ReplyFrom {
+                len: r.bytes.len(),
+                from: sa(origin),
+                to: c.addr.remote
+            }
+        );
+        assert_eq!(plain_addr(&r, attr::RESPONSE_ORIGIN), Some(sa(origin)));
+    }
+    // RESPONSE-PORT: same source, another client port.
+    let r = h.once(
+        &mut c,
+        Method::BINDING,
+        &[A::Raw(attr::RESPONSE_PORT, vec![0x1B, 0x58, 0, 0])],
+    );
+    assert!(
+        matches!(r.outcome, ClientOutcome::ReplyFrom { from, to, .. }
+        if from == sa(LISTEN) && to == sa("192.0.2.1:7000"))
+    );
+    // PADDING is echoed (capped), for path MTU tests.
+    let r = h.once(
+        &mut c,
+        Method::BINDING,
+        &[A::Raw(attr::PADDING, vec![0; 300])],
+    );
+    assert_eq!(r.msg().get(attr::PADDING).map(<[u8]>::len), Some(300));
+    let r = h.once(
+        &mut c,
+        Method::BINDING,
+        &[A::Raw(attr::PADDING, vec![0; 1400])],
+    );
+    assert_eq!(r.msg().get(attr::PADDING).map(<[u8]>::len), Some(1024));
+    // Over TCP there is one path: CHANGE-REQUEST → 400.
+    let mut t = Client::on(Transport::Tcp, "192.0.2.1:5001", "x", "y");
+    let r = h.once(
+        &mut t,
+        Method::BINDING,
+        &[A::Raw(attr::CHANGE_REQUEST, vec![0, 0, 0, 4])],
+    );
+    assert_eq!(r.code(), Some(400));
+    // Other unknown comprehension-required attributes are still 420.
+    let r = h.once(&mut c, Method::BINDING, &[A::Raw(0x0077, vec![0; 4])]);
+    assert_eq!(r.code(), Some(420));
+}
+
+#[test]
+fn rfc5780_without_an_alternate_ip_refuses_change_ip() {
+    let mut h = H::with(|c| c.rfc5780 = Some(nat(&["5.9.0.7"])));
+    let mut c = Client::new("192.0.2.1:5000", "x", "y");
+    let r = h.once(&mut c, Method::BINDING, &[]);
+    assert!(r.ok() && !r.has(attr::OTHER_ADDRESS));
+    let r = h.once(
+        &mut c,
+        Method::BINDING,
+        &[A::Raw(attr::CHANGE_REQUEST, vec![0, 0, 0, 4])],
+    );
+    assert_eq!(r.code(), Some(420));
+    assert_eq!(
+        r.msg().get(attr::UNKNOWN_ATTRIBUTES),
+        Some(&[0x00, 0x03][..])
+    );
+    // The port alone can change.
+    let r = h.once(
+        &mut c,
+        Method::BINDING,
+        &[A::Raw(attr::CHANGE_REQUEST, vec![0, 0, 0, 2])],
+    );
+    assert!(
+        matches!(r.outcome, ClientOutcome::ReplyFrom { from, .. } if from == sa("5.9.0.7:3479"))
+    );
+}

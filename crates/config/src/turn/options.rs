@@ -201,7 +201,7 @@ opts! {
     "allocation-default-address-family" 'A' Required Support::Yes;
     // Protocol compatibility.
     "no-rfc5780" - Optional Support::Yes;
-    "rfc5780" - Optional Support::Stored("RFC 5780 NAT behaviour discovery is not implemented by switchyard yet, ignored");
+    "rfc5780" - Optional Support::Yes;
     "stun-backward-compatibility" - Optional Support::Stored("MAPPED-ADDRESS is never added to Binding responses by switchyard (it doubles the reflection factor), ignored");
     "no-stun-backward-compatibility" - Optional Support::Yes;
     "rfc5766-channel-numbers" - Optional Support::Yes;

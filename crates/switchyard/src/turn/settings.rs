@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use switchyard_config::TurnConfig;
 use switchyard_turn::{
-    AlternateServer, Auth, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig,
-    User,
+    AlternateServer, Auth, ClockAnchor, ExternalIp, NatDiscovery, PeerPolicy, PolicyConfig, Quotas,
+    ServerConfig, User,
 };
 
 /// Everything `run` needs, derived once from the config.
@@ -62,6 +62,12 @@ impl Plan {
         let mut tcp_ports = Vec::new();
         if !cfg.no_udp {
             udp_ports.push(cfg.listening_port);
+        }
+        let rfc5780 = nat_discovery(cfg, &listen_ips);
+        if let Some(nd) = &rfc5780
+            && !cfg.no_udp
+        {
+            udp_ports.push(nd.alt_port);
         }
         if !cfg.no_tcp {
             tcp_ports.push(cfg.listening_port);
@@ -184,6 +190,7 @@ impl Plan {
         base.no_stun = cfg.no_stun;
         base.no_auth = matches!(base.auth, Auth::None);
         base.mobility = cfg.mobility;
+        base.rfc5780 = rfc5780;
         base.alternate_servers = alternates(&cfg.alternate_servers, 3478)?;
         base.tls_alternate_servers = alternates(&cfg.tls_alternate_servers, 5349)?;
 
@@ -213,6 +220,31 @@ impl Plan {
         cfg.worker_id = id as u8;
         cfg
     }
+}
+
+/// `rfc5780`: NAT behaviour discovery needs a second IP of a family and a second port
+/// (`alt-listening-port`, default `listening-port + 1`). Without a second IP it stays off,
+/// with a warning, as in coturn.
+fn nat_discovery(cfg: &TurnConfig, listen_ips: &[IpAddr]) -> Option<NatDiscovery> {
+    if !cfg.rfc5780 {
+        return None;
+    }
+    let alt_port = match cfg.alt_listening_port {
+        0 => cfg.listening_port.wrapping_add(1),
+        p => p,
+    };
+    let nd = NatDiscovery {
+        ips: listen_ips.to_vec(),
+        port: cfg.listening_port,
+        alt_port,
+    };
+    if !listen_ips.iter().any(|ip| nd.other_ip(*ip).is_some()) {
+        tracing::warn!(
+            "rfc5780: NAT behaviour discovery needs two listening IPs of one family; it stays off"
+        );
+        return None;
+    }
+    Some(nd)
 }
 
 /// `alternate-server=HOST[:PORT]` entries as addresses. coturn resolves names once at

@@ -279,6 +279,15 @@ impl Worker {
                     ClientOutcome::Reply { len } => {
                         batch.push(meta.source, &reply[..len]);
                     }
+                    ClientOutcome::ReplyFrom { len, from, to } => {
+                        // RFC 5780: answer from our socket at `from` (every worker holds
+                        // one per listening address).
+                        if let Some((s, _)) = self.udp.iter().find(|(_, a)| *a == from)
+                            && let Err(e) = s.send_to(&reply[..len], to)
+                        {
+                            tracing::debug!(error = %e, %from, %to, "RFC 5780 reply failed");
+                        }
+                    }
                     ClientOutcome::ToPeer {
                         relay,
                         peer,
@@ -444,7 +453,9 @@ impl Worker {
                             peer,
                             payload,
                         } => self.relays.send(relay, peer, &data[payload]),
-                        ClientOutcome::Drop(_) | ClientOutcome::Pending => {}
+                        ClientOutcome::Drop(_)
+                        | ClientOutcome::Pending
+                        | ClientOutcome::ReplyFrom { .. } => {}
                     }
                 }
                 Ok(None) => break,

@@ -203,7 +203,10 @@ impl Resp {
     }
 
     pub fn is_reply(&self) -> bool {
-        matches!(self.outcome, ClientOutcome::Reply { .. })
+        matches!(
+            self.outcome,
+            ClientOutcome::Reply { .. } | ClientOutcome::ReplyFrom { .. }
+        )
     }
 
     pub fn class(&self) -> Class {
@@ -331,7 +334,9 @@ impl H {
             self.server
                 .handle_client(self.now, from, bytes, &mut reply, &mut self.relays);
         let bytes = match &outcome {
-            ClientOutcome::Reply { len } => reply[..*len].to_vec(),
+            ClientOutcome::Reply { len } | ClientOutcome::ReplyFrom { len, .. } => {
+                reply[..*len].to_vec()
+            }
             ClientOutcome::ToPeer { payload, .. } => bytes[payload.clone()].to_vec(),
             ClientOutcome::Drop(_) | ClientOutcome::Pending => Vec::new(),
         };
