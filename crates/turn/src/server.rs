@@ -441,6 +441,10 @@ impl Server {
         relays.close(alloc.relay);
         self.ports
             .release(alloc.relay_addr.ip(), alloc.relay_addr.port());
+        if let Some((relay, addr)) = alloc.second {
+            relays.close(relay);
+            self.ports.release(addr.ip(), addr.port());
+        }
         self.cfg.quotas.release(alloc.names.quota_user());
         self.stats.allocations_freed += 1;
         let relayed = self.relayed(alloc.relay_addr);
@@ -513,7 +517,9 @@ impl Server {
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop(DropReason::NoPermission);
         }
-        let relay = alloc.relay;
+        let Some((relay, _)) = relay_for(alloc, peer) else {
+            return self.drop(DropReason::FamilyMismatch);
+        };
         self.stats.channel_data_in += 1;
         self.stats.to_peer_packets += 1;
         self.stats.to_peer_bytes += len as u64;
@@ -587,9 +593,9 @@ impl Server {
             return self.drop(DropReason::BadSendIndication);
         };
         let peer = self.peer_from_wire(peer);
-        if peer_family_mismatch(alloc.relay_addr, peer) {
+        let Some((relay, _)) = relay_for(alloc, peer) else {
             return self.drop(DropReason::FamilyMismatch);
-        }
+        };
         let Some(payload) = msg.data() else {
             return self.drop(DropReason::BadSendIndication);
         };
@@ -598,7 +604,6 @@ impl Server {
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop(DropReason::NoPermission);
         }
-        let relay = alloc.relay;
         let start = payload.as_ptr() as usize - data.as_ptr() as usize;
         self.stats.send_indications_in += 1;
         self.stats.to_peer_packets += 1;
@@ -1093,12 +1098,18 @@ impl Server {
             return self.drop(DropReason::NoAllocation);
         };
         let relayed = self.relayed(alloc.relay_addr);
+        let second = alloc.second.map(|(_, a)| a);
+        let second = second.map(|a| self.relayed(a));
         let lifetime = alloc.expires.saturating_duration_since(now).as_secs() as u32;
         let token = alloc.reservation_token;
         let mapped = from.remote;
         let ticket = self.tickets.current(index);
         self.respond(reply, msg, Class::Success, sign, |b| {
             b.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed)?;
+            // RFC 8656 §7.2: a dual allocation answers with both relayed addresses.
+            if let Some(a) = second {
+                b.add_xor_address(attr::XOR_RELAYED_ADDRESS, a)?;
+            }
             if ipv6_refused {
                 // RFC 8656 §18.12 ADDRESS-ERROR-CODE: family, reserved, class, number, reason.
                 let mut v = [0u8; 4 + 28];
@@ -1143,7 +1154,8 @@ impl Server {
                 .get(index)
                 .is_some_and(|a| a.allocate_tid == msg.transaction_id().0);
             if retransmit {
-                let v6_refused = aaf.is_some_and(|v| v.first() == Some(&0x02));
+                let v6_refused = aaf.is_some_and(|v| v.first() == Some(&0x02))
+                    && self.table.get(index).is_some_and(|a| a.second.is_none());
                 return self.allocate_success(now, from, msg, reply, index, sign, v6_refused);
             }
             return self.error(reply, msg, 437, sign, |_| Ok(()));
@@ -1202,9 +1214,9 @@ impl Server {
             Some(v) if v.len() == 4 => return self.error(reply, msg, 440, sign, |_| Ok(())),
             Some(_) => return self.error(reply, msg, 400, sign, |_| Ok(())),
         };
-        // ADDITIONAL-ADDRESS-FAMILY: must be IPv6 (else 400); we allocate IPv4 only and
-        // report 440 for the IPv6 half in ADDRESS-ERROR-CODE.
-        let ipv6_refused = match aaf {
+        // ADDITIONAL-ADDRESS-FAMILY: must be IPv6 (else 400); the IPv6 half is allocated
+        // when the server has an IPv6 relay address, else ADDRESS-ERROR-CODE 440 says so.
+        let wants_ipv6 = match aaf {
             None => false,
             Some(v) if v.len() == 4 && v[0] == 0x02 => true,
             Some(_) => return self.error(reply, msg, 400, sign, |_| Ok(())),
@@ -1291,12 +1303,23 @@ impl Server {
         } else {
             None
         };
+        // The IPv6 half of a dual allocation (the first half is IPv4: REQUESTED- and
+        // ADDITIONAL-ADDRESS-FAMILY exclude each other). RFC 6062 TCP allocations stay
+        // single-family.
+        let second = if wants_ipv6 && !tcp {
+            self.relay_ip(AddressFamily::V6, from)
+                .and_then(|ip| self.bind_new(ip, PortWish::Any, false, relays))
+        } else {
+            None
+        };
+        let ipv6_refused = wants_ipv6 && second.is_none();
         let relayed = self.relayed(relay_addr);
         let lifetime = self.clamp_lifetime(requested_lifetime);
         let index = self.table.insert(Allocation {
             client: from,
             relay,
             relay_addr,
+            second,
             names: Names::new(&authed.username, &authed.quota_user),
             key: authed.key.unwrap_or([0; 16]),
             allocate_tid: msg.transaction_id().0,
@@ -1451,7 +1474,8 @@ impl Server {
         // allocation's → 443.
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
             let want_v6 = v.first() == Some(&0x02);
-            if want_v6 != alloc.relay_addr.is_ipv6() {
+            let has = |a: SocketAddr| a.is_ipv6() == want_v6;
+            if !has(alloc.relay_addr) && !alloc.second.is_some_and(|(_, a)| has(a)) {
                 return self.error(reply, msg, 443, sign, |_| Ok(()));
             }
         }
@@ -1530,7 +1554,8 @@ impl Server {
         let Some(index) = existing else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
-        let Some(relay_addr) = self.table.get(index).map(|a| a.relay_addr) else {
+        let Some((relay_addr, second)) = self.table.get(index).map(|a| (a.relay_addr, a.second))
+        else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
         let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_PEERS_PER_REQUEST];
@@ -1550,6 +1575,7 @@ impl Server {
         }
         let peers = &peers[..n];
         for p in peers {
+            let relay_addr = family_relay(relay_addr, second, *p);
             if let Err(code) = self.check_peer(from, relay_addr, *p) {
                 return self.error(reply, msg, code, sign, |_| Ok(()));
             }
@@ -1587,7 +1613,8 @@ impl Server {
         let Some(index) = existing else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
-        let Some(relay_addr) = self.table.get(index).map(|a| a.relay_addr) else {
+        let Some((relay_addr, second)) = self.table.get(index).map(|a| (a.relay_addr, a.second))
+        else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
         // CHANNEL-NUMBER: 0x4000 through 0x4FFF (RFC 8656 §12), 0x7FFE with RFC 5766 numbers.
@@ -1602,6 +1629,7 @@ impl Server {
             Some(Ok(p)) => self.peer_from_wire(p),
             _ => return self.error(reply, msg, 400, sign, |_| Ok(())),
         };
+        let relay_addr = family_relay(relay_addr, second, peer);
         if let Err(code) = self.check_peer(from, relay_addr, peer) {
             return self.error(reply, msg, code, sign, |_| Ok(()));
         }
@@ -1756,6 +1784,31 @@ fn peer_family_mismatch(relay: SocketAddr, peer: SocketAddr) -> bool {
         (SocketAddr::V4(_), SocketAddr::V4(_)) => false,
         (SocketAddr::V6(_), SocketAddr::V6(p)) => p.ip().to_ipv4_mapped().is_some(),
         _ => true,
+    }
+}
+
+/// The relay of `alloc` that serves `peer`'s family (the second one of a dual allocation
+/// for the other family), if any.
+#[inline]
+fn relay_for(alloc: &Allocation, peer: SocketAddr) -> Option<(RelayId, SocketAddr)> {
+    if !peer_family_mismatch(alloc.relay_addr, peer) {
+        return Some((alloc.relay, alloc.relay_addr));
+    }
+    alloc
+        .second
+        .filter(|(_, addr)| !peer_family_mismatch(*addr, peer))
+}
+
+/// The relayed address to check `peer` against: the second relay's when it is of the
+/// peer's family, else the first (whose mismatch then yields 443).
+fn family_relay(
+    first: SocketAddr,
+    second: Option<(RelayId, SocketAddr)>,
+    peer: SocketAddr,
+) -> SocketAddr {
+    match second {
+        Some((_, addr)) if !peer_family_mismatch(addr, peer) => addr,
+        _ => first,
     }
 }
 
