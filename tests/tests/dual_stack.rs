@@ -101,6 +101,12 @@ fn dual_allocation_relays_over_ipv6() {
         extra: vec!["relay-ip=::1".into(), "allowed-peer-ip=::1".into()],
         ..ServerOptions::default()
     }));
+    if server.kind.is_coturn() {
+        // Debian's coturn 4.6.1 answers with the IPv4 relayed address only (its dual
+        // allocation predates RFC 8656's two XOR-RELAYED-ADDRESS attributes).
+        println!("skipped: coturn 4.6.1 returns one XOR-RELAYED-ADDRESS");
+        return;
+    }
     let server_addr = server.udp_addr();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
