@@ -102,9 +102,9 @@ fn dual_allocation_relays_over_ipv6() {
         ..ServerOptions::default()
     }));
     if server.kind.is_coturn() {
-        // Debian's coturn 4.6.1 answers with the IPv4 relayed address only (its dual
-        // allocation predates RFC 8656's two XOR-RELAYED-ADDRESS attributes).
-        println!("skipped: coturn 4.6.1 returns one XOR-RELAYED-ADDRESS");
+        // Debian's coturn 4.6.1 reads ADDITIONAL-ADDRESS-FAMILY only under its pre-RFC
+        // type 0x8032, so it answers this RFC 8656 request with an IPv4 relay only.
+        println!("skipped: coturn 4.6.1 does not know RFC 8656's ADDITIONAL-ADDRESS-FAMILY type");
         return;
     }
     let server_addr = server.udp_addr();

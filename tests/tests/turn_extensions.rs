@@ -288,3 +288,44 @@ fn natdiscovery_without_rfc5780() {
         tail(&done.output, 30)
     );
 }
+
+/// `turnutils_uclient -Z` (dual allocation) with relay addresses 127.0.0.1 and ::1: its
+/// Allocate asks for both families, its Refresh names the IPv6 one, and the IPv4 half
+/// relays every message. Against a server without the IPv6 half the Refresh gets 443.
+#[test]
+fn uclient_dual_allocation() {
+    let mut server = need!(TestServer::start(ServerOptions {
+        extra: vec!["relay-ip=::1".into(), "allowed-peer-ip=::1".into()],
+        ..ServerOptions::default()
+    }));
+    let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
+    let mut run = Run::new(
+        server.ports.listen,
+        peer.port,
+        Auth::Secret {
+            user: MXID.into(),
+            secret: server.secret().into(),
+        },
+    );
+    run.clients = 2;
+    run.messages = 20;
+    run.interval_ms = 20;
+    run.flags = vec!["-Z"];
+    let done = need!(run.run(&server.dir, "dual"));
+    server.assert_alive();
+    let context = || {
+        format!(
+            "{}\n---- server ----\n{}",
+            tail(&done.output, 25),
+            server.log_tail(20)
+        )
+    };
+    assert!(done.success() && !done.timed_out(), "{}", context());
+    assert!(
+        !done.output.contains("error 4"),
+        "an error response: {}",
+        context()
+    );
+    let t = parse_totals(&done.output).unwrap_or_else(|| panic!("no totals: {}", context()));
+    assert_eq!((t.sent, t.received, t.lost), (40, 40, 0), "{}", context());
+}

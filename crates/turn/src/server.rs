@@ -35,6 +35,8 @@ const PROTO_UDP: u8 = 17;
 const PROTO_TCP: u8 = 6;
 /// Data indication: method 0x007, class indication (RFC 8656 §11.6 / RFC 8489 §5).
 const DATA_INDICATION: u16 = 0x0017;
+/// ADDITIONAL-ADDRESS-FAMILY as coturn 4.6 sends it (before RFC 8656 assigned 0x8000).
+const LEGACY_ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8032;
 /// How many XOR-PEER-ADDRESS attributes one CreatePermission may carry.
 const MAX_PEERS_PER_REQUEST: usize = 16;
 /// Bind attempts before an Allocate gives up with 508.
@@ -1145,7 +1147,11 @@ impl Server {
         authed: Authed,
     ) -> ClientOutcome {
         let sign = authed.sign;
-        let aaf = msg.get(attr::ADDITIONAL_ADDRESS_FAMILY);
+        // coturn 4.6's clients (`turnutils_uclient -Z`) send ADDITIONAL-ADDRESS-FAMILY with
+        // the pre-RFC 8656 type 0x8032; both are read.
+        let aaf = msg
+            .get(attr::ADDITIONAL_ADDRESS_FAMILY)
+            .or_else(|| msg.get(LEGACY_ADDITIONAL_ADDRESS_FAMILY));
         if let Some(index) = existing {
             // "If the 5-tuple is already in use, ... 437" — unless it is a retransmission of
             // the request that created it, which gets the same success response again.

@@ -126,3 +126,15 @@ fn second_family_unavailable_is_440_in_address_error_code() {
     assert_eq!(relayed_addresses(&r).len(), 1);
     assert!(r.has(attr::ADDRESS_ERROR_CODE));
 }
+
+#[test]
+fn coturn_4_6_additional_address_family_code_point() {
+    // turnutils_uclient -Z (coturn 4.6) sends the attribute as 0x8032.
+    let mut h = dual();
+    let mut c = alice(&h);
+    let r = h.allocate(&mut c, &[A::Raw(0x8032, vec![2, 0, 0, 0])]);
+    assert!(r.ok(), "{:?}", r.code());
+    assert_eq!(relayed_addresses(&r).len(), 2);
+    // Its Refresh then names the IPv6 family.
+    assert!(h.request(&mut c, Method::REFRESH, &[A::Family(2)]).ok());
+}
