@@ -106,7 +106,7 @@ struct PeerConn {
 
 enum PeerState {
     Connecting(TcpStream),
-    Open(StreamConn),
+    Open(Box<StreamConn>),
     /// Only while switching from `Connecting` to `Open`.
     Switching,
 }
@@ -714,7 +714,7 @@ impl Worker {
             }
             self.peers.insert(PeerConn {
                 id,
-                state: PeerState::Open(StreamConn::plain(stream, remote, local)),
+                state: PeerState::Open(Box::new(StreamConn::plain(stream, remote, local))),
                 data: None,
             });
             self.peer_by_id.insert(id, key);
@@ -746,7 +746,7 @@ impl Worker {
                 };
                 let remote = stream.peer_addr().unwrap_or_else(|_| unspecified());
                 let local = stream.local_addr().unwrap_or_else(|_| unspecified());
-                p.state = PeerState::Open(StreamConn::plain(stream, remote, local));
+                p.state = PeerState::Open(Box::new(StreamConn::plain(stream, remote, local)));
                 self.connect_done(now, id, true, reply);
             }
             PeerState::Open(_) => {
