@@ -99,6 +99,8 @@ pub(crate) struct Worker {
 /// One RFC 6062 peer connection.
 struct PeerConn {
     id: ConnectionId,
+    /// When the connection was opened or accepted (Connect times out from here).
+    started: Instant,
     state: PeerState,
     /// The client data connection it is piped to, once bound.
     data: Option<u32>,
@@ -110,6 +112,11 @@ enum PeerState {
     /// Only while switching from `Connecting` to `Open`.
     Switching,
 }
+
+/// RFC 6062 §5.2: a Connect whose TCP handshake has not completed by then gets 447 (the
+/// kernel would keep retrying SYNs for about two minutes, past any client's transaction
+/// timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A piped connection stops reading while the other side has this much unsent.
 const PIPE_HIGH_WATER: usize = 256 * 1024;
@@ -227,6 +234,7 @@ impl Worker {
             }
             if now >= next_sweep {
                 self.close_idle_connections(now);
+                self.expire_connects(now, &mut stream_reply);
                 next_sweep = now + SWEEP_INTERVAL;
             }
             self.log_events();
@@ -650,10 +658,28 @@ impl Worker {
         }
         self.peers.insert(PeerConn {
             id,
+            started: now,
             state: PeerState::Connecting(stream),
             data: None,
         });
         self.peer_by_id.insert(id, key);
+    }
+
+    /// Connects that took longer than [`CONNECT_TIMEOUT`] fail with 447.
+    fn expire_connects(&mut self, now: Instant, reply: &mut [u8]) {
+        let late: Vec<(u32, ConnectionId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.state, PeerState::Connecting(_))
+                    && now.saturating_duration_since(p.started) >= CONNECT_TIMEOUT
+            })
+            .map(|(k, p)| (k, p.id))
+            .collect();
+        for (key, id) in late {
+            self.connect_done(now, id, false, reply);
+            self.close_peer(key);
+        }
     }
 
     /// Reports a connect result to the core and sends its Connect response.
@@ -714,6 +740,7 @@ impl Worker {
             }
             self.peers.insert(PeerConn {
                 id,
+                started: now,
                 state: PeerState::Open(Box::new(StreamConn::plain(stream, remote, local))),
                 data: None,
             });
@@ -735,8 +762,9 @@ impl Worker {
                     return; // not yet
                 }
                 if failed {
-                    self.close_peer(key);
+                    // The 447 first: closing tells the core to forget the connection.
                     self.connect_done(now, id, false, reply);
+                    self.close_peer(key);
                     return;
                 }
                 let PeerState::Connecting(stream) =
