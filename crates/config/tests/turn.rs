@@ -345,9 +345,9 @@ rest-api-separator=-
 #[test]
 fn stored_but_unimplemented_options_warn() {
     let c = parse(
-        "prometheus\nmax-bps=1000\nbps-capacity=100000\ndtls\npkey-pwd=x\nCA-file=/ca.pem\ndh-file=/dh.pem\nec-curve-name=prime256v1\ndh566\ndh1066\ntlsv1\ntlsv1_1\nsyslog\nsecure-stun\nproc-user=turn\nproc-group=turn\ncli\nstun-backward-compatibility\ncheck-origin-consistency\nuserdb=/var/lib/turn/turndb\n",
+        "prometheus\nmax-bps=1000\nbps-capacity=100000\npkey-pwd=x\nCA-file=/ca.pem\ndh-file=/dh.pem\nec-curve-name=prime256v1\ndh566\ndh1066\ntlsv1\ntlsv1_1\nsyslog\nsecure-stun\nproc-user=turn\nproc-group=turn\ncli\nstun-backward-compatibility\ncheck-origin-consistency\nuserdb=/var/lib/turn/turndb\n",
     );
-    assert!(c.prometheus && c.dtls && c.dh566 && c.dh1066 && c.tlsv1 && c.tlsv1_1 && c.syslog);
+    assert!(c.prometheus && c.dh566 && c.dh1066 && c.tlsv1 && c.tlsv1_1 && c.syslog);
     assert!(c.secure_stun && c.cli && c.stun_backward_compatibility);
     assert!(c.check_origin_consistency);
     assert_eq!((c.max_bps, c.bps_capacity), (1000, 100000));
@@ -361,7 +361,7 @@ fn stored_but_unimplemented_options_warn() {
     );
     assert_eq!(c.userdb.as_deref(), Some(Path::new("/var/lib/turn/turndb")));
     let w = warnings(&c);
-    assert_eq!(w.len(), 20, "{w:#?}");
+    assert_eq!(w.len(), 19, "{w:#?}");
     for (i, w) in w.iter().enumerate() {
         assert!(w.starts_with(&format!("t.conf:{}: ", i + 1)), "{w}");
     }
@@ -370,17 +370,17 @@ fn stored_but_unimplemented_options_warn() {
         "t.conf:1: prometheus: the Prometheus exporter is not implemented by switchyard yet, ignored"
     );
     assert_eq!(
-        w[19],
-        "t.conf:20: userdb: user databases are not read by switchyard (use static-auth-secret or user=); the path is kept but unused"
+        w[18],
+        "t.conf:19: userdb: user databases are not read by switchyard (use static-auth-secret or user=); the path is kept but unused"
     );
 }
 
 #[test]
 fn alternate_servers_and_mobility_are_implemented() {
     let c = parse(
-        "alternate-server=192.0.2.9:3479\ntls-alternate-server=[2001:db8::9]:5349\nmobility\nrfc5780\n",
+        "alternate-server=192.0.2.9:3479\ntls-alternate-server=[2001:db8::9]:5349\nmobility\nrfc5780\ndtls\n",
     );
-    assert!(c.mobility && c.rfc5780);
+    assert!(c.mobility && c.rfc5780 && c.dtls);
     assert_eq!(
         c.alternate_servers,
         [ServerAddr {

@@ -7,6 +7,7 @@
 //! into frames. Each `unsafe` block carries a `SAFETY:` comment.
 
 pub mod counting;
+pub mod dtls;
 pub mod ifaddrs;
 pub mod stream;
 pub mod tls;

@@ -121,7 +121,7 @@ opts! {
     "no-udp" - Optional Support::Yes;
     "no-tcp" - Optional Support::Yes;
     "no-tls" - Optional Support::Yes;
-    "dtls" - Optional Support::Stored("the DTLS listener is not implemented by switchyard yet, ignored");
+    "dtls" - Optional Support::Yes;
     "no-dtls" - Optional Support::Yes;
     "no-udp-relay" - Optional Support::Yes;
     "no-tcp-relay" - Optional Support::Yes;

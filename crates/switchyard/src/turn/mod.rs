@@ -101,6 +101,7 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
     let shared = Shared {
         stop: stop.clone(),
         tls: plan.tls.clone(),
+        dtls: plan.dtls.clone(),
         relay_socket_options: UdpOptions {
             reuse_port: false,
             buffer_size: plan.socket_buffer,
@@ -125,7 +126,7 @@ fn run(config: TurnConfig) -> anyhow::Result<()> {
             reuse_port,
             with_udp,
         )?;
-        if listeners.udp.is_empty() && listeners.tcp.is_empty() {
+        if listeners.udp.is_empty() && listeners.tcp.is_empty() && listeners.dtls.is_empty() {
             siblings.push(None);
             continue;
         }
@@ -209,6 +210,13 @@ fn open_listeners(
                 .with_context(|| format!("cannot listen on udp {addr}"))?,
         );
     }
+    let mut dtls = Vec::new();
+    for addr in &plan.dtls_addrs {
+        dtls.push(
+            switchyard_netio::bind_udp(*addr, opts)
+                .with_context(|| format!("cannot listen on udp {addr} (DTLS)"))?,
+        );
+    }
     let mut tcp = Vec::new();
     for addr in &plan.tcp_addrs {
         tcp.push(
@@ -219,7 +227,7 @@ fn open_listeners(
     if plan.udp_addrs.is_empty() && plan.tcp_addrs.is_empty() {
         bail!("no listener configured (no-udp and no-tcp and no TLS)");
     }
-    Ok(Listeners { udp, tcp })
+    Ok(Listeners { udp, tcp, dtls })
 }
 
 /// Addresses to listen on: `listening-ip` lines, or every address of the host (coturn's

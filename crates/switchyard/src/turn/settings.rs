@@ -20,6 +20,9 @@ pub(crate) struct Plan {
     pub(crate) udp_addrs: Vec<SocketAddr>,
     pub(crate) tcp_addrs: Vec<SocketAddr>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// `dtls`: DTLS over UDP on `tls-listening-port` (RFC 7350), with the TLS certificate.
+    pub(crate) dtls: Option<switchyard_netio::dtls::DtlsIdentity>,
+    pub(crate) dtls_addrs: Vec<SocketAddr>,
     pub(crate) port_range: RangeInclusive<u16>,
     pub(crate) socket_buffer: usize,
     /// `mobility`: UDP listeners live in worker 0 only (see `turn::run`).
@@ -77,6 +80,24 @@ impl Plan {
             tcp_ports.push(cfg.tls_listening_port);
         }
         let udp_addrs = crate::turn::listen_addrs(&listen_ips, &udp_ports);
+        // coturn 4.17: DTLS only with `dtls` (Debian's 4.6 had it on unless `no-dtls`).
+        let dtls = match (&cfg.cert, &cfg.pkey) {
+            (Some(cert), Some(key)) if cfg.dtls && !cfg.no_udp => Some(
+                switchyard_netio::dtls::DtlsIdentity::load(cert, key)
+                    .context("DTLS (cert=/pkey=)")?,
+            ),
+            _ => {
+                if cfg.dtls {
+                    tracing::warn!("dtls: needs cert= and pkey= and UDP; DTLS listener disabled");
+                }
+                None
+            }
+        };
+        let dtls_addrs = if dtls.is_some() {
+            crate::turn::listen_addrs(&listen_ips, &[cfg.tls_listening_port])
+        } else {
+            Vec::new()
+        };
         let tcp_addrs = crate::turn::listen_addrs(&listen_ips, &tcp_ports);
 
         if cfg.min_port > cfg.max_port {
@@ -199,6 +220,8 @@ impl Plan {
             udp_addrs,
             tcp_addrs,
             tls,
+            dtls,
+            dtls_addrs,
             port_range,
             socket_buffer: cfg.sock_buf_size,
             udp_on_one_worker: cfg.mobility,

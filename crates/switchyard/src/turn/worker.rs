@@ -37,6 +37,8 @@ const KIND_RELAY: u32 = 2;
 const KIND_CONN: u32 = 3;
 /// RFC 6062 peer TCP connections (outgoing or accepted on a relay listener).
 const KIND_PEER: u32 = 4;
+/// DTLS listening sockets.
+const KIND_DTLS: u32 = 5;
 const INDEX_MASK: u32 = (1 << KIND_SHIFT) - 1;
 const WAKER: Token = Token(usize::MAX);
 
@@ -54,6 +56,8 @@ fn split_token(t: Token) -> (u32, u32) {
 pub(crate) struct Listeners {
     pub(crate) udp: Vec<std::net::UdpSocket>,
     pub(crate) tcp: Vec<TcpListener>,
+    /// UDP sockets that speak DTLS (RFC 7350).
+    pub(crate) dtls: Vec<std::net::UdpSocket>,
 }
 
 /// A client connection handed to the worker that owns the CONNECTION-ID of the
@@ -72,6 +76,7 @@ pub(crate) type Siblings = Vec<Option<(std::sync::mpsc::Sender<Handoff>, Arc<Wak
 pub(crate) struct Shared {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) dtls: Option<switchyard_netio::dtls::DtlsIdentity>,
     pub(crate) relay_socket_options: UdpOptions,
     /// coturn's `max-allocate-timeout`: a TCP/TLS connection that has made no allocation
     /// by then is closed, so idle or slow connections cannot pile up.
@@ -85,6 +90,7 @@ pub(crate) struct Worker {
     server: Server,
     udp: Vec<(UdpSocket, SocketAddr)>,
     tcp: Vec<(TcpListener, SocketAddr)>,
+    dtls: Vec<DtlsListener>,
     relays: RelayTable,
     conns: Slab<StreamConn>,
     /// RFC 6062: peer connections, by id and by the client data connection piped to them.
@@ -94,6 +100,13 @@ pub(crate) struct Worker {
     inbox: std::sync::mpsc::Receiver<Handoff>,
     siblings: Siblings,
     shared: Shared,
+}
+
+/// A DTLS listening socket and its sessions.
+struct DtlsListener {
+    socket: UdpSocket,
+    local: SocketAddr,
+    endpoint: switchyard_netio::dtls::DtlsEndpoint,
 }
 
 /// One RFC 6062 peer connection.
@@ -149,6 +162,25 @@ impl Worker {
             )?;
             tcp.push((listener, addr));
         }
+        let mut dtls = Vec::new();
+        if let Some(identity) = &shared.dtls {
+            for (i, socket) in listeners.dtls.into_iter().enumerate() {
+                let local = socket.local_addr()?;
+                let mut socket = UdpSocket::from_std(socket);
+                poll.registry().register(
+                    &mut socket,
+                    token(KIND_DTLS, i as u32),
+                    Interest::READABLE,
+                )?;
+                let endpoint = switchyard_netio::dtls::DtlsEndpoint::new(identity.clone())
+                    .map_err(std::io::Error::other)?;
+                dtls.push(DtlsListener {
+                    socket,
+                    local,
+                    endpoint,
+                });
+            }
+        }
         let relays = RelayTable {
             registry: poll.registry().try_clone()?,
             sockets: Slab::default(),
@@ -161,6 +193,7 @@ impl Worker {
                 server,
                 udp,
                 tcp,
+                dtls,
                 relays,
                 conns: Slab::default(),
                 peers: Slab::default(),
@@ -224,6 +257,7 @@ impl Worker {
                     KIND_TCP_LISTENER => self.on_accept(index),
                     KIND_CONN => self.on_conn(now, index, &mut scratch, &mut stream_reply),
                     KIND_PEER => self.on_peer(now, index, &mut stream_reply),
+                    KIND_DTLS => self.on_dtls(now, index, &mut scratch, &mut stream_reply),
                     _ => {}
                 }
                 self.run_tcp_commands(now, &mut stream_reply);
@@ -235,6 +269,9 @@ impl Worker {
             if now >= next_sweep {
                 self.close_idle_connections(now);
                 self.expire_connects(now, &mut stream_reply);
+                for d in &mut self.dtls {
+                    d.endpoint.handle_timeouts(now, &d.socket);
+                }
                 next_sweep = now + SWEEP_INTERVAL;
             }
             self.log_events();
@@ -377,7 +414,13 @@ impl Worker {
                             let _ = conn.flush();
                         }
                     }
-                    _ => {}
+                    Transport::Dtls => {
+                        if let Some(d) = self.dtls.get_mut(client.token.0 as usize) {
+                            for f in framed {
+                                d.endpoint.send(&d.socket, client.remote, f);
+                            }
+                        }
+                    }
                 }
             }
             if n < switchyard_netio::BATCH {
@@ -540,6 +583,53 @@ impl Worker {
             // RFC 8656 §3.1: an allocation made over TCP/TLS lives as long as the connection.
             self.server
                 .handle_client_closed(now, from, &mut self.relays);
+        }
+    }
+
+    /// Datagrams on a DTLS listener: handshakes are driven by the endpoint; decrypted
+    /// datagrams are TURN messages like those on a UDP listener, and the answers go back
+    /// encrypted.
+    fn on_dtls(&mut self, now: Instant, index: u32, buf: &mut [u8], reply: &mut [u8]) {
+        let mut apps: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for _ in 0..switchyard_netio::BATCH {
+            let Some(d) = self.dtls.get_mut(index as usize) else {
+                return;
+            };
+            let (n, from) = match d.socket.recv_from(buf) {
+                Ok(v) => v,
+                Err(_) => break,
+            };
+            d.endpoint
+                .handle_datagram(now, &d.socket, from, &buf[..n], |app| {
+                    apps.push((from, app.to_vec()))
+                });
+        }
+        let Some(local) = self.dtls.get(index as usize).map(|d| d.local) else {
+            return;
+        };
+        for (remote, data) in apps {
+            let from = ClientAddr {
+                transport: Transport::Dtls,
+                remote,
+                local,
+                token: SocketToken(index),
+            };
+            match self
+                .server
+                .handle_client(now, from, &data, reply, &mut self.relays)
+            {
+                ClientOutcome::Reply { len } => {
+                    if let Some(d) = self.dtls.get_mut(index as usize) {
+                        d.endpoint.send(&d.socket, remote, &reply[..len]);
+                    }
+                }
+                ClientOutcome::ToPeer {
+                    relay,
+                    peer,
+                    payload,
+                } => self.relays.send(relay, peer, &data[payload]),
+                _ => {}
+            }
         }
     }
 
