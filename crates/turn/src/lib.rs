@@ -83,8 +83,8 @@
 //!   16-byte realm): REALM and NONCE are mandatory, so the rate limit is what bounds
 //!   reflection. Binding successes are neither limited nor shrunk (XOR-MAPPED-ADDRESS is
 //!   the answer: 32 bytes to a 20-byte request).
-//! - Not done yet (later issues): per-allocation bandwidth limits, DTLS (an IO-layer
-//!   matter: [`Transport::Dtls`] exists for it).
+//! - Not done yet (later issues): per-allocation bandwidth limits. DTLS is the IO layer's
+//!   (it hands decrypted datagrams in as [`Transport::Dtls`]).
 //! - Data indications carry no FINGERPRINT even with `fingerprint` set (the in-place framing
 //!   has [`PEER_TAILROOM`] = 4 bytes after the payload, enough for padding only).
 
