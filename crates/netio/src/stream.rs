@@ -274,6 +274,26 @@ impl StreamConn {
         }
     }
 
+    /// Queues as much of `data` as fits (a byte stream being relayed, RFC 6062) and
+    /// returns how many bytes were taken; the rest stays with the caller, so nothing is
+    /// lost or sent twice when the client reads slowly.
+    pub fn send_partial(&mut self, data: &[u8]) -> usize {
+        match self.mode {
+            Mode::Tls => match self.tls.as_mut() {
+                // rustls takes what fits under its own buffer limit.
+                Some(tls) => tls.writer().write(data).unwrap_or(0),
+                None => 0,
+            },
+            _ => {
+                let n = data
+                    .len()
+                    .min(MAX_PENDING_OUTPUT.saturating_sub(self.output.len()));
+                self.output.extend_from_slice(&data[..n]);
+                n
+            }
+        }
+    }
+
     /// Writes as much pending output as the socket takes.
     pub fn flush(&mut self) -> io::Result<()> {
         if let Some(tls) = self.tls.as_mut() {

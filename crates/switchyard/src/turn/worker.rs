@@ -998,11 +998,12 @@ fn log_event(event: &Event) {
 fn forward(from: &mut StreamConn, to: &mut StreamConn) -> usize {
     let room = PIPE_HIGH_WATER.saturating_sub(to.pending_output());
     let n = from.input().len().min(room);
-    if n == 0 || !to.send(&from.input()[..n]) {
+    if n == 0 {
         return 0;
     }
-    from.consume(n);
-    n
+    let taken = to.send_partial(&from.input()[..n]);
+    from.consume(taken);
+    taken
 }
 
 fn unspecified() -> SocketAddr {
