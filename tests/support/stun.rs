@@ -64,7 +64,7 @@ pub fn parse_binding_success(buf: &[u8], tid: &[u8; 12]) -> Option<SocketAddr> {
 
 /// RFC 8489 §14.2: port XOR the cookie's top 16 bits; IPv4 XOR the cookie; IPv6 XOR
 /// cookie ‖ transaction ID.
-fn decode_xor_address(v: &[u8], tid: &[u8; 12]) -> Option<SocketAddr> {
+pub fn decode_xor_address(v: &[u8], tid: &[u8; 12]) -> Option<SocketAddr> {
     if v.len() < 4 {
         return None;
     }

@@ -115,6 +115,8 @@ pub struct Run {
     pub length: u32,
     pub interval_ms: u32,
     pub timeout: Duration,
+    /// More flags, e.g. `-M` (RFC 8016 mobility), `-Z` (dual allocation).
+    pub flags: Vec<&'static str>,
 }
 
 impl Run {
@@ -131,6 +133,7 @@ impl Run {
             length: 170,
             interval_ms: 5,
             timeout: Duration::from_secs(45),
+            flags: Vec::new(),
         }
     }
 
@@ -152,6 +155,7 @@ impl Run {
         if self.client_to_client {
             cmd.arg("-y");
         }
+        cmd.args(&self.flags);
         match &self.auth {
             Auth::Secret { user, secret } => cmd.args(["-u", user, "-W", secret]),
             Auth::Password { username, password } => cmd.args(["-u", username, "-w", password]),

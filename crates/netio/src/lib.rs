@@ -7,6 +7,7 @@
 //! into frames. Each `unsafe` block carries a `SAFETY:` comment.
 
 pub mod counting;
+pub mod dtls;
 pub mod ifaddrs;
 pub mod privileges;
 pub mod stream;
@@ -40,6 +41,26 @@ pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpL
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Starts a non-blocking TCP connection to `peer` from `local` (RFC 6062: from the relayed
+/// address, whose listener is bound with `SO_REUSEPORT` so the port can be shared). Poll the
+/// stream for writability, then check `take_error`/`peer_addr` to learn the outcome.
+pub fn connect_tcp(local: SocketAddr, peer: SocketAddr) -> io::Result<mio::net::TcpStream> {
+    let socket = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))?;
+    if peer.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&local.into())?;
+    match socket.connect(&peer.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(mio::net::TcpStream::from_std(socket.into()))
 }
 
 /// Raises the open-file limit to the hard limit: a relay holds one socket per allocation.

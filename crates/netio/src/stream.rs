@@ -88,6 +88,30 @@ impl StreamConn {
         }
     }
 
+    /// A plain TCP connection that is never TLS whatever its first byte (RFC 6062 peer
+    /// connections carry arbitrary bytes).
+    pub fn plain(stream: TcpStream, remote: SocketAddr, local: SocketAddr) -> Self {
+        let mut conn = Self::new(stream, remote, local, None);
+        conn.mode = Mode::Plain;
+        conn
+    }
+
+    /// Bytes read and not yet consumed (for raw relaying instead of [`Self::take_frame`]).
+    pub fn input(&self) -> &[u8] {
+        &self.input
+    }
+
+    /// Drops the first `n` bytes of [`Self::input`].
+    pub fn consume(&mut self, n: usize) {
+        self.input.drain(..n.min(self.input.len()));
+    }
+
+    /// Output bytes queued and not yet written to the socket (plain connections; a TLS
+    /// connection's queue is inside rustls and counts as 0).
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
     /// When the connection was accepted.
     pub fn opened(&self) -> std::time::Instant {
         self.opened
@@ -246,6 +270,26 @@ impl StreamConn {
                 }
                 self.output.extend_from_slice(data);
                 true
+            }
+        }
+    }
+
+    /// Queues as much of `data` as fits (a byte stream being relayed, RFC 6062) and
+    /// returns how many bytes were taken; the rest stays with the caller, so nothing is
+    /// lost or sent twice when the client reads slowly.
+    pub fn send_partial(&mut self, data: &[u8]) -> usize {
+        match self.mode {
+            Mode::Tls => match self.tls.as_mut() {
+                // rustls takes what fits under its own buffer limit.
+                Some(tls) => tls.writer().write(data).unwrap_or(0),
+                None => 0,
+            },
+            _ => {
+                let n = data
+                    .len()
+                    .min(MAX_PENDING_OUTPUT.saturating_sub(self.output.len()));
+                self.output.extend_from_slice(&data[..n]);
+                n
             }
         }
     }

@@ -55,6 +55,10 @@ pub(crate) struct Allocation {
     /// The address the relay socket is bound to (XOR-RELAYED-ADDRESS advertises it with the
     /// `external-ip` mapping applied, see `Server::advertised`).
     pub(crate) relay_addr: SocketAddr,
+    /// RFC 8656 §7.2 dual allocation (ADDITIONAL-ADDRESS-FAMILY): the relay socket of the
+    /// other address family and its address. Permissions and channels are per peer
+    /// address, so each family has its own; the lifetime is shared.
+    pub(crate) second: Option<(RelayId, SocketAddr)>,
     pub(crate) names: Names,
     pub(crate) key: [u8; 16],
     /// The Allocate transaction that created it, to answer retransmissions (RFC 8656 §7.2:
@@ -239,6 +243,7 @@ impl Table {
             alloc.client.local,
         );
         let relay = alloc.relay;
+        let second = alloc.second.map(|(r, _)| r);
         let index = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
@@ -261,6 +266,9 @@ impl Table {
         };
         self.by_client.insert(key, index);
         self.by_relay.insert(relay, index);
+        if let Some(r) = second {
+            self.by_relay.insert(r, index);
+        }
         self.len += 1;
         self.reschedule(index);
         index
@@ -274,9 +282,37 @@ impl Table {
             alloc.client.local,
         ));
         self.by_relay.remove(&alloc.relay);
+        if let Some((r, _)) = alloc.second {
+            self.by_relay.remove(&r);
+        }
         self.free.push(index);
         self.len -= 1;
         Some(alloc)
+    }
+
+    /// Re-key allocation `index` to a new client 5-tuple (RFC 8016 mobility). False when
+    /// there is no such allocation or the new 5-tuple already has one.
+    pub(crate) fn move_client(&mut self, index: u32, to: crate::ClientAddr) -> bool {
+        let key = (to.transport, to.remote, to.local);
+        if self.by_client.contains_key(&key) {
+            return false;
+        }
+        let Some(alloc) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.alloc.as_mut())
+        else {
+            return false;
+        };
+        let old = (
+            alloc.client.transport,
+            alloc.client.remote,
+            alloc.client.local,
+        );
+        alloc.client = to;
+        self.by_client.remove(&old);
+        self.by_client.insert(key, index);
+        true
     }
 
     #[inline]
@@ -377,6 +413,7 @@ mod tests {
             },
             relay: RelayId(relay),
             relay_addr: SocketAddr::from(([192, 0, 2, 9], 50000)),
+            second: None,
             names: Names::new("u", "u"),
             key: [0; 16],
             allocate_tid: [0; 12],

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use crate::alternate::AlternateServer;
 use crate::auth::Auth;
+use crate::nat_discovery::NatDiscovery;
 use crate::policy::PeerPolicy;
 
 /// `external-ip=PUBLIC[/PRIVATE]`: what XOR-RELAYED-ADDRESS advertises for a relay bound to
@@ -163,6 +165,22 @@ pub struct ServerConfig {
     /// phrase. Default false: those replies carry the code only, to stay small. Errors to
     /// authenticated requests always carry a short phrase.
     pub include_reason_string: bool,
+    /// `alternate-server`: UDP and TCP clients asking for a new allocation are sent there
+    /// with 300 Try Alternate, round-robin (see [`crate::alternate`]).
+    pub alternate_servers: Vec<AlternateServer>,
+    /// `tls-alternate-server`: the same for TLS and DTLS clients.
+    pub tls_alternate_servers: Vec<AlternateServer>,
+    /// `mobility` (RFC 8016): hand out MOBILITY-TICKETs and let a Refresh with one move its
+    /// allocation to a new client address. Off: a request with a ticket gets 405.
+    pub mobility: bool,
+    /// This worker's number, put in the top byte of RFC 6062 CONNECTION-IDs so the IO
+    /// layer can hand a ConnectionBind that reached another worker to the owner
+    /// ([`crate::tcp_relay::owner`]).
+    pub worker_id: u8,
+    /// `rfc5780` with two listening IPs of a family: NAT behaviour discovery on Binding
+    /// (OTHER-ADDRESS, RESPONSE-ORIGIN, CHANGE-REQUEST, RESPONSE-PORT, PADDING). `None`:
+    /// Binding answers carry XOR-MAPPED-ADDRESS only and CHANGE-REQUEST gets 420.
+    pub rfc5780: Option<NatDiscovery>,
 }
 
 impl ServerConfig {
@@ -198,6 +216,11 @@ impl ServerConfig {
             listen_ips: Vec::new(),
             unauth_rate_limit: 10,
             include_reason_string: false,
+            alternate_servers: Vec::new(),
+            tls_alternate_servers: Vec::new(),
+            mobility: false,
+            worker_id: 0,
+            rfc5780: None,
         }
     }
 }

@@ -19,6 +19,13 @@
 //!   metrics (never one per packet); `stats()` exposes plain counters.
 //! - Relay sockets are opened and closed through the [`RelaySockets`] trait the IO layer
 //!   implements: the core picks the address (port pool, EVEN-PORT pairs, reservations).
+//! - RFC 6062 TCP allocations ([`tcp_relay`]): the core asks for peer connections and
+//!   piping through `poll_tcp()` ([`TcpCommand`]) and hears back through
+//!   `handle_tcp_connected`, `handle_tcp_peer_accepted` and `handle_tcp_closed`; a Connect
+//!   is answered later ([`ClientOutcome::Pending`]). The IO layer owns every TCP socket and
+//!   pipes bound connections itself.
+//! - RFC 5780 ([`nat_discovery`]): a Binding answer may have to leave from another
+//!   listening socket or go to another port ([`ClientOutcome::ReplyFrom`]).
 //!
 //! The hot path — ChannelData and Send indications from clients, datagrams from peers —
 //! allocates nothing, hashes no string, takes no lock and logs nothing (`tests/no_alloc.rs`
@@ -57,9 +64,15 @@
 //! - Like coturn, the REST expiry is checked when a request is first authenticated; later
 //!   requests on an allocation are verified against the key cached in it, so an allocation
 //!   can be refreshed past the credential's expiry (eturnal `strict_expiry: false`).
-//! - ADDITIONAL-ADDRESS-FAMILY (dual allocation, RFC 8656 §7.2) is not implemented: the
-//!   IPv4 allocation is made and the response carries ADDRESS-ERROR-CODE 440 for IPv6, which
-//!   is what the RFC prescribes for a server that cannot allocate the second family.
+//! - ADDITIONAL-ADDRESS-FAMILY (dual allocation, RFC 8656 §7.2) makes an IPv4 and an IPv6
+//!   relay (also read under coturn 4.6's pre-RFC type 0x8032); ADDRESS-ERROR-CODE 440 only
+//!   when the IPv6 half cannot be made. A Refresh may name either family; deleting one
+//!   family alone (Refresh LIFETIME 0 with REQUESTED-ADDRESS-FAMILY) deletes both.
+//! - `alternate-server`: 300 after authentication (see [`alternate`]); RFC 8016 mobility:
+//!   printable tickets, rotated on every Refresh that carries one; RFC 6062: TCP Allocate
+//!   from a UDP client is 400, and ConnectionBind is authenticated with the allocation's
+//!   key without a nonce check (the data connection has a new address; coturn exempts it
+//!   from the challenge too).
 //! - Replies to unauthenticated requests (401, 438, errors sent before authentication, 420
 //!   to Binding) are limited per source IP (IPv6: per /64) to
 //!   [`ServerConfig::unauth_rate_limit`] a second over UDP, on by default (coturn's
@@ -70,10 +83,7 @@
 //!   16-byte realm): REALM and NONCE are mandatory, so the rate limit is what bounds
 //!   reflection. Binding successes are neither limited nor shrunk (XOR-MAPPED-ADDRESS is
 //!   the answer: 32 bytes to a 20-byte request).
-//! - Not done yet (later issues): TCP allocations (RFC 6062 → 442 today), mobility
-//!   (RFC 8016), 300 ALTERNATE-SERVER.
-//!   Hooks: `Server::handle_request` dispatches by method; Connect/ConnectionBind fall into
-//!   its 400 arm.
+//! - DTLS is the IO layer's (it hands decrypted datagrams in as [`Transport::Dtls`]).
 //! - Bandwidth (`max-bps`, `bps-capacity`, see [`bandwidth`]) counts relayed payload bytes
 //!   (not the ChannelData / Data indication framing) and drops what is over the limit
 //!   ([`DropReason::BandwidthLimit`], [`DropReason::CapacityLimit`]), as coturn does.
@@ -83,18 +93,25 @@
 #![forbid(unsafe_code)]
 
 pub mod allocation;
+pub mod alternate;
 pub mod auth;
 pub mod bandwidth;
 mod config;
+mod mobility;
+pub mod nat_discovery;
 pub mod nonce;
 pub mod policy;
 pub mod ports;
 mod server;
+pub mod tcp_relay;
 mod types;
 
+pub use alternate::AlternateServer;
 pub use auth::{Auth, AuthFailure, User, UserParseError};
 pub use bandwidth::Capacity;
 pub use config::{ClockAnchor, ExternalIp, Quotas, ServerConfig};
+pub use nat_discovery::NatDiscovery;
 pub use policy::{DenyClass, PeerPolicy, PolicyConfig};
 pub use server::Server;
+pub use tcp_relay::{ConnectionId, TcpCommand};
 pub use types::*;

@@ -1,5 +1,8 @@
 //! Message handling: the [`Server`] state machine.
 
+mod nat;
+mod tcp;
+
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -12,12 +15,15 @@ use switchyard_stun::{
 use crate::allocation::{
     Allocation, Channel, MAX_CHANNELS, MAX_PERMISSIONS, Names, Table, TimerKey,
 };
+use crate::alternate::Redirector;
 use crate::auth::{AuthFailure, Authenticator};
 use crate::bandwidth::{Direction, Limiter, OverLimit};
 use crate::config::{QuotaExceeded, ServerConfig};
+use crate::mobility::{Ticket, Tickets};
 use crate::nonce::{self, NonceCheck};
 use crate::policy::{DenyClass, PeerPolicy};
 use crate::ports::{PortWish, Ports, RESERVATION_LIFETIME};
+use crate::tcp_relay::TcpRelay;
 use crate::{
     BindError, ClientAddr, ClientOutcome, DropReason, Event, FreeReason, PeerOutcome, RefuseReason,
     RelayId, RelaySockets, Stats,
@@ -28,8 +34,12 @@ mod reconfigure;
 const MAGIC_COOKIE: u32 = 0x2112_A442;
 /// RFC 8656 §7.2: REQUESTED-TRANSPORT value for UDP (IANA protocol number 17).
 const PROTO_UDP: u8 = 17;
+/// RFC 6062 §6.1: REQUESTED-TRANSPORT value for TCP (IANA protocol number 6).
+const PROTO_TCP: u8 = 6;
 /// Data indication: method 0x007, class indication (RFC 8656 §11.6 / RFC 8489 §5).
 const DATA_INDICATION: u16 = 0x0017;
+/// ADDITIONAL-ADDRESS-FAMILY as coturn 4.6 sends it (before RFC 8656 assigned 0x8000).
+const LEGACY_ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8032;
 /// How many XOR-PEER-ADDRESS attributes one CreatePermission may carry.
 const MAX_PEERS_PER_REQUEST: usize = 16;
 /// Bind attempts before an Allocate gives up with 508.
@@ -56,6 +66,7 @@ const ALLOCATE_ATTRS: &[u16] = &[
     attr::EVEN_PORT,
     attr::RESERVATION_TOKEN,
     attr::REQUESTED_ADDRESS_FAMILY,
+    attr::MOBILITY_TICKET,
 ];
 const REFRESH_ATTRS: &[u16] = &[
     attr::USERNAME,
@@ -65,6 +76,7 @@ const REFRESH_ATTRS: &[u16] = &[
     attr::NONCE,
     attr::LIFETIME,
     attr::REQUESTED_ADDRESS_FAMILY,
+    attr::MOBILITY_TICKET,
 ];
 const PERMISSION_ATTRS: &[u16] = &[
     attr::USERNAME,
@@ -83,6 +95,14 @@ const CHANNEL_BIND_ATTRS: &[u16] = &[
     attr::CHANNEL_NUMBER,
     attr::XOR_PEER_ADDRESS,
 ];
+const CONNECT_ATTRS: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    attr::REALM,
+    attr::NONCE,
+    attr::XOR_PEER_ADDRESS,
+];
 const SEND_ATTRS: &[u16] = &[attr::XOR_PEER_ADDRESS, attr::DATA, attr::DONT_FRAGMENT];
 
 /// The reason phrase of an error response. Replies to unauthenticated requests have none
@@ -98,6 +118,7 @@ fn reason(code: u16, unauthenticated: bool, include: bool) -> &'static str {
         401 if include => "Unauthorized",
         401 => "",
         403 => "Forbidden",
+        405 => "Mobility Forbidden",
         420 => "Unknown Attribute",
         437 => "Allocation Mismatch",
         438 => "Stale Nonce",
@@ -105,6 +126,8 @@ fn reason(code: u16, unauthenticated: bool, include: bool) -> &'static str {
         441 => "Wrong Credentials",
         442 => "Unsupported Transport Protocol",
         443 => "Peer Address Family Mismatch",
+        446 => "Connection Already Exists",
+        447 => "Connection Timeout or Failure",
         486 => "Allocation Quota Reached",
         508 => "Insufficient Capacity",
         _ => "Server Error",
@@ -244,6 +267,12 @@ pub struct Server {
     channel_max: u16,
     limiter: UnauthLimiter,
     bandwidth: Limiter,
+    /// `alternate-server` lists (300 Try Alternate).
+    redirector: Redirector,
+    /// RFC 8016 mobility tickets.
+    tickets: Tickets,
+    /// RFC 6062 TCP allocations and their peer connections.
+    tcp: TcpRelay,
 }
 
 impl std::fmt::Debug for Server {
@@ -302,6 +331,12 @@ impl Server {
             events: VecDeque::new(),
             stats: Stats::default(),
             channel_max,
+            redirector: Redirector::new(
+                config.alternate_servers.clone(),
+                config.tls_alternate_servers.clone(),
+            ),
+            tickets: Tickets::default(),
+            tcp: TcpRelay::default(),
             cfg: config,
         }
     }
@@ -319,7 +354,10 @@ impl Server {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.table.next_timer()
+        match (self.table.next_timer(), self.tcp.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Reservations (EVEN-PORT R=1) currently held.
@@ -401,6 +439,7 @@ impl Server {
                 }
             }
         }
+        self.tcp.expire(now);
     }
 
     /// The TCP/TLS connection of `client` closed. RFC 8656 §2.2: an allocation made over a
@@ -428,9 +467,15 @@ impl Server {
         let Some(alloc) = self.table.remove(index) else {
             return;
         };
+        self.tickets.forget(index);
+        self.tcp.remove_allocation(index);
         relays.close(alloc.relay);
         self.ports
             .release(alloc.relay_addr.ip(), alloc.relay_addr.port());
+        if let Some((relay, addr)) = alloc.second {
+            relays.close(relay);
+            self.ports.release(addr.ip(), addr.port());
+        }
         self.cfg.quotas.release(alloc.names.quota_user());
         self.stats.allocations_freed += 1;
         let relayed = self.relayed(alloc.relay_addr);
@@ -503,7 +548,9 @@ impl Server {
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop(DropReason::NoPermission);
         }
-        let relay = alloc.relay;
+        let Some((relay, _)) = relay_for(alloc, peer) else {
+            return self.drop(DropReason::FamilyMismatch);
+        };
         if let Err(reason) = self.admit(index, Direction::ToPeer, len, now) {
             return self.drop(reason);
         }
@@ -580,9 +627,9 @@ impl Server {
             return self.drop(DropReason::BadSendIndication);
         };
         let peer = self.peer_from_wire(peer);
-        if peer_family_mismatch(alloc.relay_addr, peer) {
+        let Some((relay, _)) = relay_for(alloc, peer) else {
             return self.drop(DropReason::FamilyMismatch);
-        }
+        };
         let Some(payload) = msg.data() else {
             return self.drop(DropReason::BadSendIndication);
         };
@@ -591,7 +638,6 @@ impl Server {
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop(DropReason::NoPermission);
         }
-        let relay = alloc.relay;
         let start = payload.as_ptr() as usize - data.as_ptr() as usize;
         if let Err(reason) = self.admit(index, Direction::ToPeer, payload.len(), now) {
             return self.drop(reason);
@@ -628,13 +674,19 @@ impl Server {
         if method == Method::BINDING {
             return self.binding(now, from, msg, reply);
         }
+        if method == Method::CONNECTION_BIND {
+            if self.cfg.stun_only {
+                return self.drop(DropReason::StunDisabled);
+            }
+            return self.connection_bind(now, from, msg, reply);
+        }
         let known = match method {
             Method::ALLOCATE => ALLOCATE_ATTRS,
             Method::REFRESH => REFRESH_ATTRS,
             Method::CREATE_PERMISSION => PERMISSION_ATTRS,
             Method::CHANNEL_BIND => CHANNEL_BIND_ATTRS,
-            // Connect / ConnectionBind (RFC 6062, TCP allocations) and unknown methods:
-            // RFC 8489 §6.3.1 "... unknown method ... 400". TCP relaying is a later issue.
+            Method::CONNECT => CONNECT_ATTRS,
+            // Unknown methods: RFC 8489 §6.3.1 "... unknown method ... 400".
             _ => {
                 if self.cfg.stun_only {
                     return self.drop(DropReason::StunDisabled);
@@ -681,12 +733,45 @@ impl Server {
             let code = if method == Method::ALLOCATE { 437 } else { 441 };
             return self.error(reply, msg, code, authed.sign, |_| Ok(()));
         }
+        // 300 Try Alternate: only an Allocate that would create an allocation is redirected
+        // (see `alternate`).
+        if method == Method::ALLOCATE
+            && existing.is_none()
+            && let Some(alt) = self.redirector.pick(from.transport, from.local)
+        {
+            let alt = alt.clone();
+            let secure = matches!(
+                from.transport,
+                crate::Transport::Tls | crate::Transport::Dtls
+            );
+            return self.error(reply, msg, 300, authed.sign, |b| {
+                b.add_address(attr::ALTERNATE_SERVER, alt.addr)?;
+                // RFC 8489 §14.16: over TLS/DTLS the client needs the name to check the
+                // alternate's certificate against.
+                match (&alt.domain, secure) {
+                    (Some(d), true) => b.add(attr::ALTERNATE_DOMAIN, d.as_bytes()),
+                    _ => Ok(()),
+                }
+            });
+        }
+        // RFC 8016: a Refresh with a mobility ticket from a 5-tuple without an allocation
+        // moves the ticket's allocation here.
+        let existing = match (method, existing, msg.get(attr::MOBILITY_TICKET)) {
+            (Method::REFRESH, None, Some(ticket)) if self.cfg.mobility => {
+                match self.mobility_move(from, ticket, &authed) {
+                    Ok(index) => Some(index),
+                    Err(code) => return self.error(reply, msg, code, authed.sign, |_| Ok(())),
+                }
+            }
+            _ => existing,
+        };
         match method {
             Method::ALLOCATE => self.allocate(now, from, msg, reply, relays, existing, authed),
             Method::REFRESH => self.refresh(now, msg, reply, relays, existing, authed),
             Method::CREATE_PERMISSION => {
                 self.create_permission(now, from, msg, reply, existing, authed)
             }
+            Method::CONNECT => self.connect(from, msg, reply, existing, authed),
             _ => self.channel_bind(now, from, msg, reply, existing, authed),
         }
     }
@@ -704,6 +789,9 @@ impl Server {
             return self.drop(DropReason::StunDisabled);
         }
         self.stats.binding_requests += 1;
+        if self.cfg.rfc5780.is_some() {
+            return self.binding_rfc5780(now, from, msg, reply);
+        }
         let sign = self.base_sign(msg);
         let mut unknown = [0u16; 8];
         let mut n = 0;
@@ -864,10 +952,20 @@ impl Server {
         sign: Sign,
         body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
     ) -> ClientOutcome {
-        let typ = MessageType {
-            class,
-            method: msg.method(),
-        };
+        self.respond_to(reply, msg.method(), msg.transaction_id(), class, sign, body)
+    }
+
+    /// [`Self::respond`] for a request that is no longer at hand (a deferred answer).
+    fn respond_to(
+        &mut self,
+        reply: &mut [u8],
+        method: Method,
+        tid: switchyard_stun::TransactionId,
+        class: Class,
+        sign: Sign,
+        body: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BuildError>,
+    ) -> ClientOutcome {
+        let typ = MessageType { class, method };
         // SOFTWARE is left off errors to unauthenticated requests: they should stay small.
         let software = if sign.unauthenticated && class == Class::Error {
             None
@@ -875,7 +973,7 @@ impl Server {
             self.cfg.software.as_deref()
         };
         let built = (|| {
-            let mut b = MessageBuilder::new(reply, typ, msg.transaction_id())?;
+            let mut b = MessageBuilder::new(reply, typ, tid)?;
             body(&mut b)?;
             if let Some(sw) = software {
                 b.add(attr::SOFTWARE, sw.as_bytes())?;
@@ -1037,11 +1135,18 @@ impl Server {
             return self.drop(DropReason::NoAllocation);
         };
         let relayed = self.relayed(alloc.relay_addr);
+        let second = alloc.second.map(|(_, a)| a);
+        let second = second.map(|a| self.relayed(a));
         let lifetime = alloc.expires.saturating_duration_since(now).as_secs() as u32;
         let token = alloc.reservation_token;
         let mapped = from.remote;
+        let ticket = self.tickets.current(index);
         self.respond(reply, msg, Class::Success, sign, |b| {
             b.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed)?;
+            // RFC 8656 §7.2: a dual allocation answers with both relayed addresses.
+            if let Some(a) = second {
+                b.add_xor_address(attr::XOR_RELAYED_ADDRESS, a)?;
+            }
             if ipv6_refused {
                 // RFC 8656 §18.12 ADDRESS-ERROR-CODE: family, reserved, class, number, reason.
                 let mut v = [0u8; 4 + 28];
@@ -1056,6 +1161,9 @@ impl Server {
             b.add_u32(attr::LIFETIME, lifetime)?;
             if let Some(t) = token {
                 b.add(attr::RESERVATION_TOKEN, &t)?;
+            }
+            if let Some(t) = ticket {
+                b.add(attr::MOBILITY_TICKET, &t)?;
             }
             Ok(())
         })
@@ -1074,7 +1182,11 @@ impl Server {
         authed: Authed,
     ) -> ClientOutcome {
         let sign = authed.sign;
-        let aaf = msg.get(attr::ADDITIONAL_ADDRESS_FAMILY);
+        // coturn 4.6's clients (`turnutils_uclient -Z`) send ADDITIONAL-ADDRESS-FAMILY with
+        // the pre-RFC 8656 type 0x8032; both are read.
+        let aaf = msg
+            .get(attr::ADDITIONAL_ADDRESS_FAMILY)
+            .or_else(|| msg.get(LEGACY_ADDITIONAL_ADDRESS_FAMILY));
         if let Some(index) = existing {
             // "If the 5-tuple is already in use, ... 437" — unless it is a retransmission of
             // the request that created it, which gets the same success response again.
@@ -1083,21 +1195,40 @@ impl Server {
                 .get(index)
                 .is_some_and(|a| a.allocate_tid == msg.transaction_id().0);
             if retransmit {
-                let v6_refused = aaf.is_some_and(|v| v.first() == Some(&0x02));
+                let v6_refused = aaf.is_some_and(|v| v.first() == Some(&0x02))
+                    && self.table.get(index).is_some_and(|a| a.second.is_none());
                 return self.allocate_success(now, from, msg, reply, index, sign, v6_refused);
             }
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         }
-        // REQUESTED-TRANSPORT: missing → 400, anything but UDP → 442 (RFC 6062 TCP
-        // allocations are a later issue).
+        // RFC 8016 §3.1: a client asks for mobility with an (empty) MOBILITY-TICKET; 405 when
+        // it is turned off. Over TCP/TLS there is nothing to move: no ticket, no error.
+        let wants_ticket = msg.get(attr::MOBILITY_TICKET).is_some();
+        if wants_ticket && !self.cfg.mobility {
+            return self.error(reply, msg, 405, sign, |_| Ok(()));
+        }
+        // REQUESTED-TRANSPORT: missing → 400; UDP, or TCP (RFC 6062) from a TCP/TLS client;
+        // anything else → 442.
         let Some(transport) = msg.get(attr::REQUESTED_TRANSPORT) else {
             return self.error(reply, msg, 400, sign, |_| Ok(()));
         };
         if transport.len() != 4 {
             return self.error(reply, msg, 400, sign, |_| Ok(()));
         }
-        if transport[0] != PROTO_UDP || self.cfg.no_udp_relay {
-            return self.error(reply, msg, 442, sign, |_| Ok(()));
+        let tcp = match transport[0] {
+            PROTO_UDP if !self.cfg.no_udp_relay => false,
+            PROTO_TCP if !self.cfg.no_tcp_relay => true,
+            _ => return self.error(reply, msg, 442, sign, |_| Ok(())),
+        };
+        // RFC 6062 §5.1: a TCP allocation needs a TCP/TLS control connection and takes no
+        // DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN → 400.
+        if tcp
+            && (!from.transport.is_stream()
+                || msg.get(attr::DONT_FRAGMENT).is_some()
+                || msg.get(attr::EVEN_PORT).is_some()
+                || msg.get(attr::RESERVATION_TOKEN).is_some())
+        {
+            return self.error(reply, msg, 400, sign, |_| Ok(()));
         }
         let Ok(requested_lifetime) = msg.lifetime() else {
             return self.error(reply, msg, 400, sign, |_| Ok(()));
@@ -1124,9 +1255,9 @@ impl Server {
             Some(v) if v.len() == 4 => return self.error(reply, msg, 440, sign, |_| Ok(())),
             Some(_) => return self.error(reply, msg, 400, sign, |_| Ok(())),
         };
-        // ADDITIONAL-ADDRESS-FAMILY: must be IPv6 (else 400); we allocate IPv4 only and
-        // report 440 for the IPv6 half in ADDRESS-ERROR-CODE.
-        let ipv6_refused = match aaf {
+        // ADDITIONAL-ADDRESS-FAMILY: must be IPv6 (else 400); the IPv6 half is allocated
+        // when the server has an IPv6 relay address, else ADDRESS-ERROR-CODE 440 says so.
+        let wants_ipv6 = match aaf {
             None => false,
             Some(v) if v.len() == 4 && v[0] == 0x02 => true,
             Some(_) => return self.error(reply, msg, 400, sign, |_| Ok(())),
@@ -1186,7 +1317,7 @@ impl Server {
         };
         let bound = match reservation_token {
             Some(t) => self.bind_reserved(now, t, relays),
-            None => self.bind_new(relay_ip, wish, relays),
+            None => self.bind_new(relay_ip, wish, tcp, relays),
         };
         let Some((relay, relay_addr)) = bound else {
             self.cfg.quotas.release(&authed.quota_user);
@@ -1213,12 +1344,23 @@ impl Server {
         } else {
             None
         };
+        // The IPv6 half of a dual allocation (the first half is IPv4: REQUESTED- and
+        // ADDITIONAL-ADDRESS-FAMILY exclude each other). RFC 6062 TCP allocations stay
+        // single-family.
+        let second = if wants_ipv6 && !tcp {
+            self.relay_ip(AddressFamily::V6, from)
+                .and_then(|ip| self.bind_new(ip, PortWish::Any, false, relays))
+        } else {
+            None
+        };
+        let ipv6_refused = wants_ipv6 && second.is_none();
         let relayed = self.relayed(relay_addr);
         let lifetime = self.clamp_lifetime(requested_lifetime);
         let index = self.table.insert(Allocation {
             client: from,
             relay,
             relay_addr,
+            second,
             names: Names::new(&authed.username, &authed.quota_user),
             key: authed.key.unwrap_or([0; 16]),
             allocate_tid: msg.transaction_id().0,
@@ -1229,6 +1371,12 @@ impl Server {
             meter: self.bandwidth.meter(now),
             scheduled: None,
         });
+        if wants_ticket && !from.transport.is_stream() {
+            self.issue_ticket(index);
+        }
+        if tcp {
+            self.tcp.add_allocation(index);
+        }
         self.stats.allocations_created += 1;
         self.event(Event::AllocationCreated {
             client: from,
@@ -1260,6 +1408,7 @@ impl Server {
         &mut self,
         ip: IpAddr,
         wish: PortWish,
+        tcp: bool,
         relays: &mut R,
     ) -> Option<(RelayId, SocketAddr)> {
         let reserve_next = matches!(wish, PortWish::Even { reserve_next: true });
@@ -1272,7 +1421,12 @@ impl Server {
                 pool.take(port + 1);
             }
             let addr = SocketAddr::new(ip, port);
-            match relays.bind(addr) {
+            let bound = if tcp {
+                relays.bind_tcp(addr)
+            } else {
+                relays.bind(addr)
+            };
+            match bound {
                 Ok(id) => return Some((id, addr)),
                 Err(e) => {
                     let pool = self.ports.pool(ip);
@@ -1290,6 +1444,53 @@ impl Server {
         None
     }
 
+    /// RFC 8016 §3.2: move the allocation named by `ticket` to the 5-tuple `from`. The
+    /// request has authenticated; it must be the allocation's user. Returns the error code
+    /// otherwise (400 for a ticket that is not current).
+    fn mobility_move(
+        &mut self,
+        from: ClientAddr,
+        ticket: &[u8],
+        authed: &Authed,
+    ) -> Result<u32, u16> {
+        let index = self.tickets.lookup(ticket).ok_or(400u16)?;
+        let alloc = self.table.get(index).ok_or(400u16)?;
+        if self.auth_enabled && alloc.names.username() != authed.username {
+            return Err(441);
+        }
+        // Tickets are only issued to datagram allocations; a stream connection cannot take
+        // one over (its allocation would die with the connection).
+        if from.transport.is_stream() {
+            return Err(400);
+        }
+        let old = alloc.client;
+        let relayed = self.relayed(alloc.relay_addr);
+        if !self.table.move_client(index, from) {
+            return Err(437);
+        }
+        self.stats.allocations_moved += 1;
+        self.event(Event::AllocationMoved {
+            from: old,
+            to: from,
+            relayed,
+        });
+        Ok(index)
+    }
+
+    /// A fresh, unused mobility ticket for allocation `index`.
+    fn issue_ticket(&mut self, index: u32) -> Ticket {
+        let t = loop {
+            let mut random = [0u8; 16];
+            self.rng.fill(&mut random);
+            let t = crate::mobility::encode(random);
+            if !self.tickets.contains(&t) {
+                break t;
+            }
+        };
+        self.tickets.issue(index, t);
+        t
+    }
+
     /// RFC 8656 §7.3 Refresh.
     fn refresh<R: RelaySockets>(
         &mut self,
@@ -1301,6 +1502,10 @@ impl Server {
         authed: Authed,
     ) -> ClientOutcome {
         let sign = authed.sign;
+        let with_ticket = msg.get(attr::MOBILITY_TICKET).is_some();
+        if with_ticket && !self.cfg.mobility {
+            return self.error(reply, msg, 405, sign, |_| Ok(()));
+        }
         let Some(index) = existing else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
@@ -1311,7 +1516,8 @@ impl Server {
         // allocation's → 443.
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
             let want_v6 = v.first() == Some(&0x02);
-            if want_v6 != alloc.relay_addr.is_ipv6() {
+            let has = |a: SocketAddr| a.is_ipv6() == want_v6;
+            if !has(alloc.relay_addr) && !alloc.second.is_some_and(|(_, a)| has(a)) {
                 return self.error(reply, msg, 443, sign, |_| Ok(()));
             }
         }
@@ -1330,8 +1536,16 @@ impl Server {
         }
         self.table.reschedule(index);
         let secs = lifetime.as_secs() as u32;
+        // RFC 8016 §3.2: every Refresh carrying the ticket of a mobile allocation gets a new
+        // one, and the old one is retired.
+        let ticket = (with_ticket && self.tickets.current(index).is_some())
+            .then(|| self.issue_ticket(index));
         self.respond(reply, msg, Class::Success, sign, |b| {
-            b.add_u32(attr::LIFETIME, secs)
+            b.add_u32(attr::LIFETIME, secs)?;
+            match ticket {
+                Some(t) => b.add(attr::MOBILITY_TICKET, &t),
+                None => Ok(()),
+            }
         })
     }
 
@@ -1382,7 +1596,8 @@ impl Server {
         let Some(index) = existing else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
-        let Some(relay_addr) = self.table.get(index).map(|a| a.relay_addr) else {
+        let Some((relay_addr, second)) = self.table.get(index).map(|a| (a.relay_addr, a.second))
+        else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
         let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_PEERS_PER_REQUEST];
@@ -1402,6 +1617,7 @@ impl Server {
         }
         let peers = &peers[..n];
         for p in peers {
+            let relay_addr = family_relay(relay_addr, second, *p);
             if let Err(code) = self.check_peer(from, relay_addr, *p) {
                 return self.error(reply, msg, code, sign, |_| Ok(()));
             }
@@ -1439,7 +1655,8 @@ impl Server {
         let Some(index) = existing else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
-        let Some(relay_addr) = self.table.get(index).map(|a| a.relay_addr) else {
+        let Some((relay_addr, second)) = self.table.get(index).map(|a| (a.relay_addr, a.second))
+        else {
             return self.error(reply, msg, 437, sign, |_| Ok(()));
         };
         // CHANNEL-NUMBER: 0x4000 through 0x4FFF (RFC 8656 §12), 0x7FFE with RFC 5766 numbers.
@@ -1454,6 +1671,7 @@ impl Server {
             Some(Ok(p)) => self.peer_from_wire(p),
             _ => return self.error(reply, msg, 400, sign, |_| Ok(())),
         };
+        let relay_addr = family_relay(relay_addr, second, peer);
         if let Err(code) = self.check_peer(from, relay_addr, peer) {
             return self.error(reply, msg, code, sign, |_| Ok(()));
         }
@@ -1611,6 +1829,31 @@ fn peer_family_mismatch(relay: SocketAddr, peer: SocketAddr) -> bool {
         (SocketAddr::V4(_), SocketAddr::V4(_)) => false,
         (SocketAddr::V6(_), SocketAddr::V6(p)) => p.ip().to_ipv4_mapped().is_some(),
         _ => true,
+    }
+}
+
+/// The relay of `alloc` that serves `peer`'s family (the second one of a dual allocation
+/// for the other family), if any.
+#[inline]
+fn relay_for(alloc: &Allocation, peer: SocketAddr) -> Option<(RelayId, SocketAddr)> {
+    if !peer_family_mismatch(alloc.relay_addr, peer) {
+        return Some((alloc.relay, alloc.relay_addr));
+    }
+    alloc
+        .second
+        .filter(|(_, addr)| !peer_family_mismatch(*addr, peer))
+}
+
+/// The relayed address to check `peer` against: the second relay's when it is of the
+/// peer's family, else the first (whose mismatch then yields 443).
+fn family_relay(
+    first: SocketAddr,
+    second: Option<(RelayId, SocketAddr)>,
+    peer: SocketAddr,
+) -> SocketAddr {
+    match second {
+        Some((_, addr)) if !peer_family_mismatch(addr, peer) => addr,
+        _ => first,
     }
 }
 

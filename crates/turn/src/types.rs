@@ -55,6 +55,13 @@ pub enum BindError {
 /// RESERVATION-TOKEN) and asks the IO layer to bind exactly that address.
 pub trait RelaySockets {
     fn bind(&mut self, addr: SocketAddr) -> Result<RelayId, BindError>;
+    /// RFC 6062: a listening TCP socket at `addr` for a TCP allocation (ids share the
+    /// space of [`Self::bind`]'s). IO layers without TCP relaying keep the default, and
+    /// TCP Allocates get 508.
+    fn bind_tcp(&mut self, addr: SocketAddr) -> Result<RelayId, BindError> {
+        let _ = addr;
+        Err(BindError::Other)
+    }
     fn close(&mut self, id: RelayId);
 }
 
@@ -78,6 +85,17 @@ pub enum ClientOutcome {
         payload: Range<usize>,
     },
     Drop(DropReason),
+    /// RFC 5780: send `reply[..len]` from the listening socket bound at `from` (another
+    /// IP and/or port than the one the request came in on) to `to` (RESPONSE-PORT may
+    /// change the port). UDP only.
+    ReplyFrom {
+        len: usize,
+        from: SocketAddr,
+        to: SocketAddr,
+    },
+    /// Nothing to send now: the answer comes later (RFC 6062 Connect, answered from
+    /// `Server::handle_tcp_connected` once the IO layer has connected to the peer).
+    Pending,
 }
 
 /// What to do with a peer datagram.
@@ -135,6 +153,7 @@ drop_reasons! {
     RateLimited => "rate_limited", "Unauthenticated request over the per-IP reply limit (`ServerConfig::unauth_rate_limit`).";
     BandwidthLimit => "max_bps", "Relayed payload over the allocation's `max-bps` (`ServerConfig::max_bps`).";
     CapacityLimit => "bps_capacity", "Relayed payload over the server's `bps-capacity` (`ServerConfig::bps_capacity`).";
+    TooManyConnections => "too_many_connections", "An incoming peer TCP connection beyond `tcp_relay::MAX_CONNECTIONS` (RFC 6062).";
 }
 
 /// Why an allocation ended.
@@ -192,11 +211,18 @@ pub enum Event {
         username: String,
         reason: AuthFailure,
     },
+    /// RFC 8016 mobility: a Refresh with the allocation's ticket came from a new 5-tuple and
+    /// the allocation now belongs to it.
+    AllocationMoved {
+        from: ClientAddr,
+        to: ClientAddr,
+        relayed: SocketAddr,
+    },
 }
 
 /// STUN error codes the server sends, in [`Stats::errors`] order.
-pub const ERROR_CODES: [u16; 14] = [
-    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+pub const ERROR_CODES: [u16; 17] = [
+    300, 400, 401, 403, 405, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508,
 ];
 
 /// Plain counters; the IO layer exports them.
@@ -225,6 +251,8 @@ pub struct Stats {
     pub binding_requests: u64,
     pub allocations_created: u64,
     pub allocations_freed: u64,
+    /// Allocations moved to a new 5-tuple (RFC 8016 mobility).
+    pub allocations_moved: u64,
     pub auth_failures: u64,
     pub peer_denied: u64,
     pub events_dropped: u64,

@@ -189,7 +189,7 @@ fn unauthenticated_replies_are_small() {
     assert_eq!(r.msg().get(attr::ERROR_CODE).unwrap().len(), 4);
     assert!(!r.has(attr::SOFTWARE));
     // Unknown method before authentication: 400, code only.
-    let r = h.once(&mut c, Method(0x00A), &[]);
+    let r = h.once(&mut c, Method(0x0FF), &[]);
     assert_eq!(r.code(), Some(400));
     assert_eq!(r.msg().get(attr::ERROR_CODE).unwrap().len(), 4);
 }

@@ -665,8 +665,11 @@ fn allocate_errors() {
     let r = h.request(&mut c, Method::ALLOCATE, &[]);
     assert_eq!(r.code(), Some(400));
     r.msg().verify_integrity(&c.key).unwrap();
-    // TCP → 442.
+    // TCP over UDP → 400 (RFC 6062 §5.1: TCP allocations need a TCP/TLS client);
+    // another protocol → 442.
     let r = h.request(&mut c, Method::ALLOCATE, &[A::Transport(6)]);
+    assert_eq!(r.code(), Some(400));
+    let r = h.request(&mut c, Method::ALLOCATE, &[A::Transport(132)]);
     assert_eq!(r.code(), Some(442));
     // IPv6 without an IPv6 relay address → 440; unknown family → 440.
     assert_eq!(h.allocate(&mut c, &[A::Family(2)]).code(), Some(440));

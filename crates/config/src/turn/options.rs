@@ -42,8 +42,6 @@ const ADMIN: Support = Support::Ignored(
 );
 const NI: Support = Support::Ignored(NOT_IMPLEMENTED);
 const DH: Support = Support::Stored("switchyard's TLS (rustls) uses ECDHE only, ignored");
-const ALTERNATE: Support =
-    Support::Stored("ALTERNATE-SERVER redirection is not implemented by switchyard yet, ignored");
 macro_rules! opts {
     ($( $name:literal $short:tt $arg:ident $support:expr ;)*) => {
         pub(crate) const OPTIONS: &[OptionSpec] = &[
@@ -117,7 +115,7 @@ opts! {
     "no-udp" - Optional Support::Yes;
     "no-tcp" - Optional Support::Yes;
     "no-tls" - Optional Support::Yes;
-    "dtls" - Optional Support::Stored("the DTLS listener is not implemented by switchyard yet, ignored");
+    "dtls" - Optional Support::Yes;
     "no-dtls" - Optional Support::Yes;
     "no-udp-relay" - Optional Support::Yes;
     "no-tcp-relay" - Optional Support::Yes;
@@ -159,8 +157,8 @@ opts! {
     // Alternate and auxiliary servers.
     "aux-server" - Required NI;
     "udp-self-balance" - Optional NI;
-    "alternate-server" - Required ALTERNATE;
-    "tls-alternate-server" - Required ALTERNATE;
+    "alternate-server" - Required Support::Yes;
+    "tls-alternate-server" - Required Support::Yes;
     "tcp-alternate-server" - Required NI;
     "udp-alternate-server" - Required NI;
     // REST API and allocation timing.
@@ -177,7 +175,7 @@ opts! {
     "secure-stun" - Optional Support::Stored(NOT_IMPLEMENTED);
     "proc-user" - Required Support::Yes;
     "proc-group" - Required Support::Yes;
-    "mobility" - Optional Support::Stored("ICE mobility (RFC 8016) is not implemented by switchyard yet, ignored");
+    "mobility" - Optional Support::Yes;
     // CLI and web admin.
     "no-cli" - Optional Support::Yes;
     "cli" - Optional Support::Stored("the telnet CLI is not provided by switchyard, ignored");
@@ -197,7 +195,7 @@ opts! {
     "allocation-default-address-family" 'A' Required Support::Yes;
     // Protocol compatibility.
     "no-rfc5780" - Optional Support::Yes;
-    "rfc5780" - Optional Support::Stored("RFC 5780 NAT behaviour discovery is not implemented by switchyard yet, ignored");
+    "rfc5780" - Optional Support::Yes;
     "stun-backward-compatibility" - Optional Support::Stored("MAPPED-ADDRESS is never added to Binding responses by switchyard (it doubles the reflection factor), ignored");
     "no-stun-backward-compatibility" - Optional Support::Yes;
     "rfc5766-channel-numbers" - Optional Support::Yes;

@@ -163,6 +163,7 @@ fn run(config: TurnConfig, args: Vec<OsString>, log: LogHandle) -> anyhow::Resul
     let shared = Shared {
         stop: stop.clone(),
         tls: plan.tls.clone(),
+        dtls: plan.dtls.clone(),
         // Peers' datagrams are framed in place behind headroom, which a coalesced run has
         // none of: relay sockets read one datagram per buffer.
         relay_socket_options: UdpOptions {
@@ -177,8 +178,18 @@ fn run(config: TurnConfig, args: Vec<OsString>, log: LogHandle) -> anyhow::Resul
 
     // Every privileged step first: listening sockets, pidfile; then give up root.
     let mut listeners = Vec::new();
-    for _ in 0..plan.workers {
-        listeners.push(open_listeners(&plan, plan.workers > 1)?);
+    for id in 0..plan.workers {
+        // With `mobility`, UDP clients all reach worker 0: a Refresh from a client's new
+        // address must find the allocation its ticket names, and the kernel's SO_REUSEPORT
+        // hash would spread the new 5-tuple over any worker. TCP/TLS stays spread.
+        let with_udp = !plan.udp_on_one_worker || id == 0;
+        let reuse_port = plan.workers > 1;
+        listeners.push(open_listeners(
+            &plan,
+            reuse_port && !plan.udp_on_one_worker,
+            reuse_port,
+            with_udp,
+        )?);
     }
     settings::write_pidfile(&config);
     if let Some(ids) = drop_to {
@@ -187,18 +198,31 @@ fn run(config: TurnConfig, args: Vec<OsString>, log: LogHandle) -> anyhow::Resul
     }
 
     let mut reloader = Reloader::new(args, config.clone(), plan.capacity());
-    let mut handles = Vec::new();
+    let mut workers = Vec::new();
     let mut wakers = Vec::new();
+    let mut siblings: worker::Siblings = Vec::new();
     for (id, listeners) in listeners.into_iter().enumerate() {
+        if listeners.udp.is_empty() && listeners.tcp.is_empty() && listeners.dtls.is_empty() {
+            siblings.push(None);
+            continue;
+        }
         let server = switchyard_turn::Server::new(plan.server_config(id));
-        let (tx, ops) = Reloader::channel(worker_metrics[id].clone());
-        let (worker, waker) = Worker::new(id, server, listeners, shared.clone(), ops)
+        let (handoff_tx, inbox) = std::sync::mpsc::channel();
+        let (control_tx, ops) = Reloader::channel(worker_metrics[id].clone());
+        let (worker, waker) = Worker::new(id, server, listeners, inbox, shared.clone(), ops)
             .context("cannot set up worker event loop")?;
-        reloader.attach(tx, waker.clone());
+        reloader.attach(control_tx, waker.clone());
+        siblings.push(Some((handoff_tx, waker.clone())));
         wakers.push(waker);
+        workers.push(worker);
+    }
+    let mut handles = Vec::new();
+    for mut worker in workers {
+        worker.set_siblings(siblings.clone());
+        let name = format!("turn-worker-{}", worker.id());
         handles.push(
             std::thread::Builder::new()
-                .name(format!("turn-worker-{id}"))
+                .name(name)
                 .spawn(move || worker.run())
                 .context("cannot start worker thread")?,
         );
@@ -255,19 +279,32 @@ fn wait_for_stop_signal(reloader: &mut Reloader, log: &LogHandle) -> anyhow::Res
 
 /// Opens one worker's listening sockets. With several workers every socket carries
 /// `SO_REUSEPORT`, so each worker gets its own and the kernel spreads clients by 5-tuple.
-fn open_listeners(plan: &settings::Plan, reuse_port: bool) -> anyhow::Result<Listeners> {
+fn open_listeners(
+    plan: &settings::Plan,
+    udp_reuse_port: bool,
+    reuse_port: bool,
+    with_udp: bool,
+) -> anyhow::Result<Listeners> {
     // A client's back-to-back datagrams (a video frame's packets) come in as one buffer and
     // leave for the peer as one GSO send.
     let opts = UdpOptions {
-        reuse_port,
+        reuse_port: udp_reuse_port,
         buffer_size: plan.socket_buffer,
         gro: true,
     };
     let mut udp = Vec::new();
-    for addr in &plan.udp_addrs {
+    let udp_addrs: &[SocketAddr] = if with_udp { &plan.udp_addrs } else { &[] };
+    for addr in udp_addrs {
         udp.push(
             switchyard_netio::bind_udp(*addr, opts)
                 .with_context(|| format!("cannot listen on udp {addr}"))?,
+        );
+    }
+    let mut dtls = Vec::new();
+    for addr in &plan.dtls_addrs {
+        dtls.push(
+            switchyard_netio::bind_udp(*addr, opts)
+                .with_context(|| format!("cannot listen on udp {addr} (DTLS)"))?,
         );
     }
     let mut tcp = Vec::new();
@@ -277,10 +314,10 @@ fn open_listeners(plan: &settings::Plan, reuse_port: bool) -> anyhow::Result<Lis
                 .with_context(|| format!("cannot listen on tcp {addr}"))?,
         );
     }
-    if udp.is_empty() && tcp.is_empty() {
+    if plan.udp_addrs.is_empty() && plan.tcp_addrs.is_empty() {
         bail!("no listener configured (no-udp and no-tcp and no TLS)");
     }
-    Ok(Listeners { udp, tcp })
+    Ok(Listeners { udp, tcp, dtls })
 }
 
 /// Addresses to listen on: `listening-ip` lines, or every address of the host (coturn's

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use switchyard_config::TurnConfig;
 use switchyard_turn::{
-    Auth, Capacity, ClockAnchor, ExternalIp, PeerPolicy, PolicyConfig, Quotas, ServerConfig, User,
+    AlternateServer, Auth, Capacity, ClockAnchor, ExternalIp, NatDiscovery, PeerPolicy,
+    PolicyConfig, Quotas, ServerConfig, User,
 };
 
 /// Everything `run` needs, derived once from the config.
@@ -19,8 +20,13 @@ pub(crate) struct Plan {
     pub(crate) udp_addrs: Vec<SocketAddr>,
     pub(crate) tcp_addrs: Vec<SocketAddr>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// `dtls`: DTLS over UDP on `tls-listening-port` (RFC 7350), with the TLS certificate.
+    pub(crate) dtls: Option<switchyard_netio::dtls::DtlsIdentity>,
+    pub(crate) dtls_addrs: Vec<SocketAddr>,
     pub(crate) port_range: RangeInclusive<u16>,
     pub(crate) socket_buffer: usize,
+    /// `mobility`: UDP listeners live in worker 0 only (see `turn::run`).
+    pub(crate) udp_on_one_worker: bool,
     base: ServerConfig,
 }
 
@@ -39,6 +45,12 @@ impl Plan {
         if !cfg.no_udp {
             udp_ports.push(cfg.listening_port);
         }
+        let rfc5780 = nat_discovery(cfg, &listen_ips);
+        if let Some(nd) = &rfc5780
+            && !cfg.no_udp
+        {
+            udp_ports.push(nd.alt_port);
+        }
         if !cfg.no_tcp {
             tcp_ports.push(cfg.listening_port);
         }
@@ -47,6 +59,24 @@ impl Plan {
             tcp_ports.push(cfg.tls_listening_port);
         }
         let udp_addrs = crate::turn::listen_addrs(&listen_ips, &udp_ports);
+        // coturn 4.17: DTLS only with `dtls` (Debian's 4.6 had it on unless `no-dtls`).
+        let dtls = match (&cfg.cert, &cfg.pkey) {
+            (Some(cert), Some(key)) if cfg.dtls && !cfg.no_udp => Some(
+                switchyard_netio::dtls::DtlsIdentity::load(cert, key)
+                    .context("DTLS (cert=/pkey=)")?,
+            ),
+            _ => {
+                if cfg.dtls {
+                    tracing::warn!("dtls: needs cert= and pkey= and UDP; DTLS listener disabled");
+                }
+                None
+            }
+        };
+        let dtls_addrs = if dtls.is_some() {
+            crate::turn::listen_addrs(&listen_ips, &[cfg.tls_listening_port])
+        } else {
+            Vec::new()
+        };
         let tcp_addrs = crate::turn::listen_addrs(&listen_ips, &tcp_ports);
 
         if cfg.min_port > cfg.max_port {
@@ -162,14 +192,21 @@ impl Plan {
         base.stun_only = cfg.stun_only;
         base.no_stun = cfg.no_stun;
         base.no_auth = matches!(base.auth, Auth::None);
+        base.mobility = cfg.mobility;
+        base.rfc5780 = rfc5780;
+        base.alternate_servers = alternates(&cfg.alternate_servers, 3478)?;
+        base.tls_alternate_servers = alternates(&cfg.tls_alternate_servers, 5349)?;
 
         Ok(Self {
             workers,
             udp_addrs,
             tcp_addrs,
             tls,
+            dtls,
+            dtls_addrs,
             port_range,
             socket_buffer: cfg.sock_buf_size,
+            udp_on_one_worker: cfg.mobility,
             base,
         })
     }
@@ -195,6 +232,7 @@ impl Plan {
         let start = lo + span * id / n;
         let end = lo + span * (id + 1) / n - 1;
         cfg.port_range = (start as u16)..=(end as u16);
+        cfg.worker_id = id as u8;
         cfg
     }
 }
@@ -217,6 +255,62 @@ pub(crate) fn tls_config(cfg: &TurnConfig) -> anyhow::Result<Option<Arc<rustls::
     Ok(Some(switchyard_netio::tls::server_config(
         cert, key, versions,
     )?))
+}
+
+/// `rfc5780`: NAT behaviour discovery needs a second IP of a family and a second port
+/// (`alt-listening-port`, default `listening-port + 1`). Without a second IP it stays off,
+/// with a warning, as in coturn.
+fn nat_discovery(cfg: &TurnConfig, listen_ips: &[IpAddr]) -> Option<NatDiscovery> {
+    if !cfg.rfc5780 {
+        return None;
+    }
+    let alt_port = match cfg.alt_listening_port {
+        0 => cfg.listening_port.wrapping_add(1),
+        p => p,
+    };
+    let nd = NatDiscovery {
+        ips: listen_ips.to_vec(),
+        port: cfg.listening_port,
+        alt_port,
+    };
+    if !listen_ips.iter().any(|ip| nd.other_ip(*ip).is_some()) {
+        tracing::warn!(
+            "rfc5780: NAT behaviour discovery needs two listening IPs of one family; it stays off"
+        );
+        return None;
+    }
+    Some(nd)
+}
+
+/// `alternate-server=HOST[:PORT]` entries as addresses. coturn resolves names once at
+/// startup; so do we (every address a name has becomes an entry, keeping the name for
+/// ALTERNATE-DOMAIN).
+fn alternates(
+    list: &[switchyard_config::ServerAddr],
+    default_port: u16,
+) -> anyhow::Result<Vec<AlternateServer>> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for a in list {
+        let port = a.port.unwrap_or(default_port);
+        if let Ok(ip) = a.host.parse::<IpAddr>() {
+            out.push(AlternateServer {
+                addr: SocketAddr::new(ip, port),
+                domain: None,
+            });
+            continue;
+        }
+        let addrs = (a.host.as_str(), port)
+            .to_socket_addrs()
+            .with_context(|| format!("alternate-server {a}: cannot resolve"))?;
+        for addr in addrs {
+            out.push(AlternateServer {
+                addr,
+                domain: Some(a.host.clone()),
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn auth(cfg: &TurnConfig, realm: &str) -> anyhow::Result<Auth> {

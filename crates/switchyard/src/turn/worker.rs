@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, UdpSocket};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
 use switchyard_netio::{Framed, ReadStatus, RecvBatch, SendBatch, StreamConn, UdpOptions};
 use switchyard_telemetry::turn::BatchSizes;
 use switchyard_turn::{
-    BindError, ClientAddr, ClientOutcome, Event, PEER_HEADROOM, PEER_TAILROOM, PeerOutcome,
-    RelayId, RelaySockets, Server, SocketToken, Transport,
+    BindError, ClientAddr, ClientOutcome, ConnectionId, Event, PEER_HEADROOM, PEER_TAILROOM,
+    PeerOutcome, RelayId, RelaySockets, Server, SocketToken, TcpCommand, Transport,
 };
 
 /// The largest datagram read from a client or peer. TURN relays media, which stays under
@@ -37,6 +38,10 @@ const KIND_UDP: u32 = 0;
 const KIND_TCP_LISTENER: u32 = 1;
 const KIND_RELAY: u32 = 2;
 const KIND_CONN: u32 = 3;
+/// RFC 6062 peer TCP connections (outgoing or accepted on a relay listener).
+const KIND_PEER: u32 = 4;
+/// DTLS listening sockets.
+const KIND_DTLS: u32 = 5;
 const INDEX_MASK: u32 = (1 << KIND_SHIFT) - 1;
 const WAKER: Token = Token(usize::MAX);
 
@@ -54,13 +59,27 @@ fn split_token(t: Token) -> (u32, u32) {
 pub(crate) struct Listeners {
     pub(crate) udp: Vec<std::net::UdpSocket>,
     pub(crate) tcp: Vec<TcpListener>,
+    /// UDP sockets that speak DTLS (RFC 7350).
+    pub(crate) dtls: Vec<std::net::UdpSocket>,
 }
+
+/// A client connection handed to the worker that owns the CONNECTION-ID of the
+/// ConnectionBind it carries (RFC 6062 data connections land on any worker).
+pub(crate) struct Handoff {
+    conn: StreamConn,
+    /// The ConnectionBind frame, already taken off the connection's input.
+    frame: Vec<u8>,
+}
+
+/// How to reach every worker, indexed by worker id (`None`: no such worker).
+pub(crate) type Siblings = Vec<Option<(std::sync::mpsc::Sender<Handoff>, Arc<Waker>)>>;
 
 /// Per-process things every worker needs.
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) dtls: Option<switchyard_netio::dtls::DtlsIdentity>,
     pub(crate) relay_socket_options: UdpOptions,
     /// coturn's `max-allocate-timeout`: a TCP/TLS connection that has made no allocation
     /// by then is closed, so idle or slow connections cannot pile up.
@@ -74,8 +93,15 @@ pub(crate) struct Worker {
     server: Server,
     udp: Vec<(UdpSocket, SocketAddr)>,
     tcp: Vec<(TcpListener, SocketAddr)>,
+    dtls: Vec<DtlsListener>,
     relays: RelayTable,
     conns: Slab<StreamConn>,
+    /// RFC 6062: peer connections, by id and by the client data connection piped to them.
+    peers: Slab<PeerConn>,
+    peer_by_id: HashMap<ConnectionId, u32>,
+    pipe_of_conn: HashMap<u32, u32>,
+    inbox: std::sync::mpsc::Receiver<Handoff>,
+    siblings: Siblings,
     shared: Shared,
     ops: super::reload::WorkerOps,
     batches: BatchSizes,
@@ -83,11 +109,44 @@ pub(crate) struct Worker {
     published: u64,
 }
 
+/// A DTLS listening socket and its sessions.
+struct DtlsListener {
+    socket: UdpSocket,
+    local: SocketAddr,
+    endpoint: switchyard_netio::dtls::DtlsEndpoint,
+}
+
+/// One RFC 6062 peer connection.
+struct PeerConn {
+    id: ConnectionId,
+    /// When the connection was opened or accepted (Connect times out from here).
+    started: Instant,
+    state: PeerState,
+    /// The client data connection it is piped to, once bound.
+    data: Option<u32>,
+}
+
+enum PeerState {
+    Connecting(TcpStream),
+    Open(Box<StreamConn>),
+    /// Only while switching from `Connecting` to `Open`.
+    Switching,
+}
+
+/// RFC 6062 §5.2: a Connect whose TCP handshake has not completed by then gets 447 (the
+/// kernel would keep retrying SYNs for about two minutes, past any client's transaction
+/// timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A piped connection stops reading while the other side has this much unsent.
+const PIPE_HIGH_WATER: usize = 256 * 1024;
+
 impl Worker {
     pub(crate) fn new(
         id: usize,
         server: Server,
         listeners: Listeners,
+        inbox: std::sync::mpsc::Receiver<Handoff>,
         shared: Shared,
         ops: super::reload::WorkerOps,
     ) -> std::io::Result<(Self, Arc<Waker>)> {
@@ -111,6 +170,25 @@ impl Worker {
             )?;
             tcp.push((listener, addr));
         }
+        let mut dtls = Vec::new();
+        if let Some(identity) = &shared.dtls {
+            for (i, socket) in listeners.dtls.into_iter().enumerate() {
+                let local = socket.local_addr()?;
+                let mut socket = UdpSocket::from_std(socket);
+                poll.registry().register(
+                    &mut socket,
+                    token(KIND_DTLS, i as u32),
+                    Interest::READABLE,
+                )?;
+                let endpoint = switchyard_netio::dtls::DtlsEndpoint::new(identity.clone())
+                    .map_err(std::io::Error::other)?;
+                dtls.push(DtlsListener {
+                    socket,
+                    local,
+                    endpoint,
+                });
+            }
+        }
         let relays = RelayTable {
             registry: poll.registry().try_clone()?,
             sockets: Slab::default(),
@@ -123,8 +201,14 @@ impl Worker {
                 server,
                 udp,
                 tcp,
+                dtls,
                 relays,
                 conns: Slab::default(),
+                peers: Slab::default(),
+                peer_by_id: HashMap::new(),
+                pipe_of_conn: HashMap::new(),
+                inbox,
+                siblings: Vec::new(),
                 shared,
                 ops,
                 batches: BatchSizes::default(),
@@ -132,6 +216,15 @@ impl Worker {
             },
             waker,
         ))
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Every worker's handoff channel; set before the threads start.
+    pub(crate) fn set_siblings(&mut self, siblings: Siblings) {
+        self.siblings = siblings;
     }
 
     /// Runs until the stop flag is raised.
@@ -168,22 +261,35 @@ impl Worker {
             let now = Instant::now();
             for event in events.iter() {
                 if event.token() == WAKER {
+                    self.take_handoffs(now, &mut stream_reply);
+                    self.run_tcp_commands(now, &mut stream_reply);
                     continue;
                 }
                 let (kind, index) = split_token(event.token());
                 match kind {
                     KIND_UDP => self.on_udp_listener(now, index, &mut client_rx, &mut replies),
+                    KIND_RELAY if self.relays.is_tcp(RelayId(index)) => {
+                        self.on_relay_accept(now, RelayId(index), &mut stream_reply)
+                    }
                     KIND_RELAY => self.on_relay(now, RelayId(index), &mut peer_rx),
                     KIND_TCP_LISTENER => self.on_accept(index),
                     KIND_CONN => self.on_conn(now, index, &mut scratch, &mut stream_reply),
+                    KIND_PEER => self.on_peer(now, index, &mut stream_reply),
+                    KIND_DTLS => self.on_dtls(now, index, &mut scratch, &mut stream_reply),
                     _ => {}
                 }
+                self.run_tcp_commands(now, &mut stream_reply);
             }
             if self.server.poll_timeout().is_some_and(|t| t <= now) {
                 self.server.handle_timeout(now, &mut self.relays);
+                self.run_tcp_commands(now, &mut stream_reply);
             }
             if now >= next_sweep {
                 self.close_idle_connections(now);
+                self.expire_connects(now, &mut stream_reply);
+                for d in &mut self.dtls {
+                    d.endpoint.handle_timeouts(now, &d.socket);
+                }
                 next_sweep = now + SWEEP_INTERVAL;
             }
             self.log_events();
@@ -265,7 +371,16 @@ impl Worker {
                                 debug_assert!(queued, "a flushed queue has room");
                             }
                         }
-                        ClientOutcome::Drop(_) => {}
+                        ClientOutcome::Drop(_) | ClientOutcome::Pending => {}
+                        ClientOutcome::ReplyFrom { len, from, to } => {
+                            // RFC 5780: answer from our socket at `from` (every worker holds
+                            // one per listening address).
+                            if let Some((s, _)) = self.udp.iter().find(|(_, a)| *a == from)
+                                && let Err(e) = s.send_to(&rest[..len], to)
+                            {
+                                tracing::debug!(error = %e, %from, %to, "RFC 5780 reply failed");
+                            }
+                        }
                     }
                 }
                 to_peer.flush(&self.relays);
@@ -283,7 +398,7 @@ impl Worker {
     fn on_relay(&mut self, now: Instant, relay: RelayId, rx: &mut RecvBatch) {
         let mut errors = 0;
         loop {
-            let Some(socket) = self.relays.sockets.get(relay.0) else {
+            let Some(socket) = self.relays.udp(relay) else {
                 return;
             };
             let n = match rx.recv(socket) {
@@ -345,7 +460,13 @@ impl Worker {
                             let _ = conn.flush();
                         }
                     }
-                    _ => {}
+                    Transport::Dtls => {
+                        if let Some(d) = self.dtls.get_mut(client.token.0 as usize) {
+                            for f in framed {
+                                d.endpoint.send(&d.socket, client.remote, f);
+                            }
+                        }
+                    }
                 }
             }
             if n < switchyard_netio::BATCH {
@@ -385,11 +506,16 @@ impl Worker {
     }
 
     fn on_conn(&mut self, now: Instant, id: u32, scratch: &mut [u8], reply: &mut [u8]) {
+        if let Some(&peer) = self.pipe_of_conn.get(&id) {
+            self.pump(now, id, peer);
+            return;
+        }
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         let status = conn.read();
         let mut broken = false;
+        let mut handoff = None;
         loop {
             match conn.take_frame(framer, scratch) {
                 Ok(Some(n)) => {
@@ -404,6 +530,14 @@ impl Worker {
                         token: SocketToken(id),
                     };
                     let data = &scratch[..n];
+                    // RFC 6062 data connection for another worker's peer connection.
+                    if let Some(owner) = switchyard_turn::tcp_relay::connection_bind_target(data)
+                        .map(|c| usize::from(switchyard_turn::tcp_relay::owner(c)))
+                        .filter(|o| *o != self.id && matches!(self.siblings.get(*o), Some(Some(_))))
+                    {
+                        handoff = Some((owner, n));
+                        break;
+                    }
                     match self
                         .server
                         .handle_client(now, from, data, reply, &mut self.relays)
@@ -416,7 +550,9 @@ impl Worker {
                             peer,
                             payload,
                         } => self.relays.send(relay, peer, &data[payload]),
-                        ClientOutcome::Drop(_) => {}
+                        ClientOutcome::Drop(_)
+                        | ClientOutcome::Pending
+                        | ClientOutcome::ReplyFrom { .. } => {}
                     }
                 }
                 Ok(None) => break,
@@ -425,6 +561,18 @@ impl Worker {
                     break;
                 }
             }
+        }
+        if let Some((owner, n)) = handoff {
+            if let Some(Some((tx, waker))) = self.siblings.get(owner)
+                && let Some(mut conn) = self.conns.remove(id)
+            {
+                let _ = self.poll.registry().deregister(conn.source());
+                let frame = scratch[..n].to_vec();
+                if tx.send(Handoff { conn, frame }).is_ok() {
+                    let _ = waker.wake();
+                }
+            }
+            return;
         }
         if conn.flush().is_err() {
             broken = true;
@@ -438,7 +586,9 @@ impl Worker {
         let timeout = self.shared.allocate_timeout;
         let mut idle = Vec::new();
         for (id, conn) in self.conns.iter() {
-            if now.saturating_duration_since(conn.opened()) < timeout {
+            if now.saturating_duration_since(conn.opened()) < timeout
+                || self.pipe_of_conn.contains_key(&id)
+            {
                 continue;
             }
             let client = ClientAddr {
@@ -461,6 +611,9 @@ impl Worker {
     }
 
     fn close_conn(&mut self, now: Instant, id: u32) {
+        if let Some(peer) = self.pipe_of_conn.remove(&id) {
+            self.close_peer(peer);
+        }
         if let Some(mut conn) = self.conns.remove(id) {
             let _ = self.poll.registry().deregister(conn.source());
             let transport = match conn.mode() {
@@ -476,6 +629,357 @@ impl Worker {
             // RFC 8656 §3.1: an allocation made over TCP/TLS lives as long as the connection.
             self.server
                 .handle_client_closed(now, from, &mut self.relays);
+        }
+    }
+
+    /// Datagrams on a DTLS listener: handshakes are driven by the endpoint; decrypted
+    /// datagrams are TURN messages like those on a UDP listener, and the answers go back
+    /// encrypted.
+    fn on_dtls(&mut self, now: Instant, index: u32, buf: &mut [u8], reply: &mut [u8]) {
+        let mut apps: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for _ in 0..switchyard_netio::BATCH {
+            let Some(d) = self.dtls.get_mut(index as usize) else {
+                return;
+            };
+            let (n, from) = match d.socket.recv_from(buf) {
+                Ok(v) => v,
+                Err(_) => break,
+            };
+            d.endpoint
+                .handle_datagram(now, &d.socket, from, &buf[..n], |app| {
+                    apps.push((from, app.to_vec()))
+                });
+        }
+        let Some(local) = self.dtls.get(index as usize).map(|d| d.local) else {
+            return;
+        };
+        for (remote, data) in apps {
+            let from = ClientAddr {
+                transport: Transport::Dtls,
+                remote,
+                local,
+                token: SocketToken(index),
+            };
+            match self
+                .server
+                .handle_client(now, from, &data, reply, &mut self.relays)
+            {
+                ClientOutcome::Reply { len } => {
+                    if let Some(d) = self.dtls.get_mut(index as usize) {
+                        d.endpoint.send(&d.socket, remote, &reply[..len]);
+                    }
+                }
+                ClientOutcome::ToPeer {
+                    relay,
+                    peer,
+                    payload,
+                } => self.relays.send(relay, peer, &data[payload]),
+                _ => {}
+            }
+        }
+    }
+
+    // --------------------------------------------------------------------------------
+    // RFC 6062 TCP allocations: the core decides, the worker owns the sockets.
+    // --------------------------------------------------------------------------------
+
+    /// Adopts client connections other workers handed over (their ConnectionBind names a
+    /// connection of ours) and answers the ConnectionBind they carried.
+    fn take_handoffs(&mut self, now: Instant, reply: &mut [u8]) {
+        while let Ok(Handoff { conn, frame }) = self.inbox.try_recv() {
+            let id = self.conns.insert(conn);
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if self
+                .poll
+                .registry()
+                .register(
+                    conn.source(),
+                    token(KIND_CONN, id),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                self.conns.remove(id);
+                continue;
+            }
+            let transport = match conn.mode() {
+                switchyard_netio::Mode::Tls => Transport::Tls,
+                _ => Transport::Tcp,
+            };
+            let from = ClientAddr {
+                transport,
+                remote: conn.remote(),
+                local: conn.local(),
+                token: SocketToken(id),
+            };
+            if let ClientOutcome::Reply { len } =
+                self.server
+                    .handle_client(now, from, &frame, reply, &mut self.relays)
+            {
+                conn.send(&reply[..len]);
+            }
+            if conn.flush().is_err() {
+                self.close_conn(now, id);
+            }
+        }
+    }
+
+    /// Carries out what the core asked for TCP allocations.
+    fn run_tcp_commands(&mut self, now: Instant, reply: &mut [u8]) {
+        while let Some(cmd) = self.server.poll_tcp() {
+            match cmd {
+                TcpCommand::Connect {
+                    id,
+                    relay: _,
+                    from,
+                    peer,
+                } => self.start_connect(now, id, from, peer, reply),
+                TcpCommand::Pipe { id, data } => {
+                    let Some(&peer) = self.peer_by_id.get(&id) else {
+                        self.close_conn(now, data.token.0);
+                        continue;
+                    };
+                    if let Some(p) = self.peers.get_mut(peer) {
+                        p.data = Some(data.token.0);
+                    }
+                    self.pipe_of_conn.insert(data.token.0, peer);
+                    // Bytes the client sent right behind ConnectionBind, and any the peer
+                    // sent while waiting, go now (readiness is edge-triggered).
+                    self.pump(now, data.token.0, peer);
+                }
+                TcpCommand::Close { id } => {
+                    if let Some(&peer) = self.peer_by_id.get(&id) {
+                        self.close_peer(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the connection of a Connect request, from the relayed address if the OS lets
+    /// us share its port, else from the relay IP.
+    fn start_connect(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        from: SocketAddr,
+        peer: SocketAddr,
+        reply: &mut [u8],
+    ) {
+        let stream = switchyard_netio::connect_tcp(from, peer)
+            .or_else(|_| switchyard_netio::connect_tcp(SocketAddr::new(from.ip(), 0), peer));
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "TCP relay connect failed");
+                self.connect_done(now, id, false, reply);
+                return;
+            }
+        };
+        let key = self.peers.vacant_key();
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut stream,
+                token(KIND_PEER, key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.connect_done(now, id, false, reply);
+            return;
+        }
+        self.peers.insert(PeerConn {
+            id,
+            started: now,
+            state: PeerState::Connecting(stream),
+            data: None,
+        });
+        self.peer_by_id.insert(id, key);
+    }
+
+    /// Connects that took longer than [`CONNECT_TIMEOUT`] fail with 447.
+    fn expire_connects(&mut self, now: Instant, reply: &mut [u8]) {
+        let late: Vec<(u32, ConnectionId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.state, PeerState::Connecting(_))
+                    && now.saturating_duration_since(p.started) >= CONNECT_TIMEOUT
+            })
+            .map(|(k, p)| (k, p.id))
+            .collect();
+        for (key, id) in late {
+            self.connect_done(now, id, false, reply);
+            self.close_peer(key);
+        }
+    }
+
+    /// Reports a connect result to the core and sends its Connect response.
+    fn connect_done(&mut self, now: Instant, id: ConnectionId, ok: bool, reply: &mut [u8]) {
+        match self.server.handle_tcp_connected(now, id, ok, reply) {
+            Some((client, len)) => self.send_control(client, &reply[..len]),
+            None => {
+                if let Some(&peer) = self.peer_by_id.get(&id) {
+                    self.close_peer(peer);
+                }
+            }
+        }
+    }
+
+    /// A STUN message for a TCP allocation's control connection.
+    fn send_control(&mut self, client: ClientAddr, msg: &[u8]) {
+        if let Some(conn) = self.conns.get_mut(client.token.0) {
+            conn.send(msg);
+            let _ = conn.flush();
+        }
+    }
+
+    fn on_relay_accept(&mut self, now: Instant, relay: RelayId, reply: &mut [u8]) {
+        loop {
+            let Some(RelaySocket::Tcp(listener)) = self.relays.sockets.get(relay.0) else {
+                return;
+            };
+            let local = listener.local_addr().ok();
+            let (mut stream, remote) = match listener.accept() {
+                Ok(v) => v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept on a TCP relay failed");
+                    return;
+                }
+            };
+            let local = local.unwrap_or(remote);
+            let (id, client, len) = match self
+                .server
+                .handle_tcp_peer_accepted(now, relay, remote, reply)
+            {
+                Ok(v) => v,
+                Err(_) => continue, // dropping the stream closes it
+            };
+            let key = self.peers.vacant_key();
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut stream,
+                    token(KIND_PEER, key),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                self.server.handle_tcp_closed(id);
+                continue;
+            }
+            self.peers.insert(PeerConn {
+                id,
+                started: now,
+                state: PeerState::Open(Box::new(StreamConn::plain(stream, remote, local))),
+                data: None,
+            });
+            self.peer_by_id.insert(id, key);
+            self.send_control(client, &reply[..len]);
+        }
+    }
+
+    fn on_peer(&mut self, now: Instant, key: u32, reply: &mut [u8]) {
+        let Some(p) = self.peers.get_mut(key) else {
+            return;
+        };
+        let id = p.id;
+        match &mut p.state {
+            PeerState::Connecting(stream) => {
+                let failed = matches!(stream.take_error(), Ok(Some(_)) | Err(_));
+                let connected = !failed && stream.peer_addr().is_ok();
+                if !failed && !connected {
+                    return; // not yet
+                }
+                if failed {
+                    // The 447 first: closing tells the core to forget the connection.
+                    self.connect_done(now, id, false, reply);
+                    self.close_peer(key);
+                    return;
+                }
+                let PeerState::Connecting(stream) =
+                    std::mem::replace(&mut p.state, PeerState::Switching)
+                else {
+                    return;
+                };
+                let remote = stream.peer_addr().unwrap_or_else(|_| unspecified());
+                let local = stream.local_addr().unwrap_or_else(|_| unspecified());
+                p.state = PeerState::Open(Box::new(StreamConn::plain(stream, remote, local)));
+                self.connect_done(now, id, true, reply);
+            }
+            PeerState::Open(_) => {
+                if let Some(data) = p.data {
+                    self.pump(now, data, key);
+                }
+                // Not bound yet: leave the bytes in the kernel until ConnectionBind.
+            }
+            PeerState::Switching => {}
+        }
+    }
+
+    /// Moves bytes both ways between a client data connection and its peer connection;
+    /// closes both when either ends.
+    fn pump(&mut self, now: Instant, data: u32, key: u32) {
+        let (
+            Some(conn),
+            Some(PeerConn {
+                state: PeerState::Open(peer),
+                ..
+            }),
+        ) = (self.conns.get_mut(data), self.peers.get_mut(key))
+        else {
+            self.close_conn(now, data);
+            return;
+        };
+        let mut closed = false;
+        for _ in 0..64 {
+            let a = conn.read();
+            let b = peer.read();
+            closed |= a == ReadStatus::Closed || b == ReadStatus::Closed;
+            let moved = forward(conn, peer) + forward(peer, conn);
+            closed |= conn.flush().is_err() || peer.flush().is_err();
+            if moved == 0 || closed {
+                break;
+            }
+        }
+        if closed {
+            // Deliver what is already buffered before closing.
+            forward(conn, peer);
+            forward(peer, conn);
+            let _ = conn.flush();
+            let _ = peer.flush();
+            self.close_conn(now, data);
+        }
+    }
+
+    /// Closes a peer connection (and the data connection piped to it) and tells the core.
+    fn close_peer(&mut self, key: u32) {
+        let Some(p) = self.peers.remove(key) else {
+            return;
+        };
+        self.peer_by_id.remove(&p.id);
+        match p.state {
+            PeerState::Connecting(mut s) => {
+                let _ = self.poll.registry().deregister(&mut s);
+            }
+            PeerState::Open(mut c) => {
+                let _ = self.poll.registry().deregister(c.source());
+            }
+            PeerState::Switching => {}
+        }
+        self.server.handle_tcp_closed(p.id);
+        if let Some(data) = p.data {
+            self.pipe_of_conn.remove(&data);
+            if let Some(mut conn) = self.conns.remove(data) {
+                let _ = conn.flush();
+                let _ = self.poll.registry().deregister(conn.source());
+            }
         }
     }
 
@@ -559,8 +1063,28 @@ fn log_event(event: &Event) {
         } => tracing::info!(
             client = %client.remote, user = %username, reason = reason.name(), "authentication failed"
         ),
+        Event::AllocationMoved { from, to, relayed } => tracing::info!(
+            from = %from.remote, to = %to.remote, %relayed, "allocation moved (mobility)"
+        ),
         other => tracing::debug!("{other:?}"),
     }
+}
+
+/// Copies what `from` has read into `to`'s output, up to the high-water mark; bytes it
+/// cannot take stay in `from` (which then stops reading: TCP back-pressure, no loss).
+fn forward(from: &mut StreamConn, to: &mut StreamConn) -> usize {
+    let room = PIPE_HIGH_WATER.saturating_sub(to.pending_output());
+    let n = from.input().len().min(room);
+    if n == 0 {
+        return 0;
+    }
+    let taken = to.send_partial(&from.input()[..n]);
+    from.consume(taken);
+    taken
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
 fn framer(buf: &[u8]) -> Framed {
@@ -654,20 +1178,37 @@ impl<'a> ToPeerRuns<'a> {
     }
 }
 
-/// The worker's relay sockets, indexed by `RelayId`.
+/// The worker's relay sockets, indexed by `RelayId`: UDP sockets, and the listeners of
+/// RFC 6062 TCP allocations.
 struct RelayTable {
     registry: mio::Registry,
-    sockets: Slab<UdpSocket>,
+    sockets: Slab<RelaySocket>,
     options: UdpOptions,
 }
 
+enum RelaySocket {
+    Udp(UdpSocket),
+    Tcp(TcpListener),
+}
+
 impl RelayTable {
+    fn udp(&self, relay: RelayId) -> Option<&UdpSocket> {
+        match self.sockets.get(relay.0)? {
+            RelaySocket::Udp(s) => Some(s),
+            RelaySocket::Tcp(_) => None,
+        }
+    }
+
+    fn is_tcp(&self, relay: RelayId) -> bool {
+        matches!(self.sockets.get(relay.0), Some(RelaySocket::Tcp(_)))
+    }
+
     fn send_run(&self, relay: RelayId, peer: SocketAddr, payloads: &[&[u8]]) {
         match payloads {
             [] => {}
             [one] => self.send(relay, peer, one),
             many => {
-                if let Some(socket) = self.sockets.get(relay.0) {
+                if let Some(socket) = self.udp(relay) {
                     let report = switchyard_netio::send_segments(socket, peer, many);
                     if let Some(e) = report.error {
                         tracing::trace!(error = %e, %peer, "relay send failed");
@@ -678,7 +1219,7 @@ impl RelayTable {
     }
 
     fn send(&self, relay: RelayId, peer: SocketAddr, payload: &[u8]) {
-        if let Some(socket) = self.sockets.get(relay.0) {
+        if let Some(socket) = self.udp(relay) {
             match socket.send_to(payload, peer) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -702,14 +1243,38 @@ impl RelaySockets for RelayTable {
         self.registry
             .register(&mut socket, token(KIND_RELAY, id), Interest::READABLE)
             .map_err(|_| BindError::Other)?;
-        let inserted = self.sockets.insert(socket);
+        let inserted = self.sockets.insert(RelaySocket::Udp(socket));
+        debug_assert_eq!(inserted, id);
+        Ok(RelayId(id))
+    }
+
+    fn bind_tcp(&mut self, addr: SocketAddr) -> Result<RelayId, BindError> {
+        // SO_REUSEPORT: Connect opens its peer connections from this same address.
+        let mut listener = switchyard_netio::bind_tcp(addr, true).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                BindError::InUse
+            } else {
+                BindError::Other
+            }
+        })?;
+        let id = self.sockets.vacant_key();
+        self.registry
+            .register(&mut listener, token(KIND_RELAY, id), Interest::READABLE)
+            .map_err(|_| BindError::Other)?;
+        let inserted = self.sockets.insert(RelaySocket::Tcp(listener));
         debug_assert_eq!(inserted, id);
         Ok(RelayId(id))
     }
 
     fn close(&mut self, id: RelayId) {
-        if let Some(mut socket) = self.sockets.remove(id.0) {
-            let _ = self.registry.deregister(&mut socket);
+        match self.sockets.remove(id.0) {
+            Some(RelaySocket::Udp(mut s)) => {
+                let _ = self.registry.deregister(&mut s);
+            }
+            Some(RelaySocket::Tcp(mut l)) => {
+                let _ = self.registry.deregister(&mut l);
+            }
+            None => {}
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct FakeRelays {
     pub taken: HashSet<SocketAddr>,
     pub closed: Vec<RelayId>,
     pub fail_all: bool,
+    /// Relays bound as TCP listeners (RFC 6062).
+    pub tcp: HashSet<RelayId>,
 }
 
 impl RelaySockets for FakeRelays {
@@ -47,7 +49,14 @@ impl RelaySockets for FakeRelays {
         Ok(id)
     }
 
+    fn bind_tcp(&mut self, addr: SocketAddr) -> Result<RelayId, BindError> {
+        let id = self.bind(addr)?;
+        self.tcp.insert(id);
+        Ok(id)
+    }
+
     fn close(&mut self, id: RelayId) {
+        self.tcp.remove(&id);
         assert!(self.bound.remove(&id).is_some(), "double close of {id:?}");
         self.closed.push(id);
     }
@@ -194,7 +203,10 @@ impl Resp {
     }
 
     pub fn is_reply(&self) -> bool {
-        matches!(self.outcome, ClientOutcome::Reply { .. })
+        matches!(
+            self.outcome,
+            ClientOutcome::Reply { .. } | ClientOutcome::ReplyFrom { .. }
+        )
     }
 
     pub fn class(&self) -> Class {
@@ -322,9 +334,11 @@ impl H {
             self.server
                 .handle_client(self.now, from, bytes, &mut reply, &mut self.relays);
         let bytes = match &outcome {
-            ClientOutcome::Reply { len } => reply[..*len].to_vec(),
+            ClientOutcome::Reply { len } | ClientOutcome::ReplyFrom { len, .. } => {
+                reply[..*len].to_vec()
+            }
             ClientOutcome::ToPeer { payload, .. } => bytes[payload.clone()].to_vec(),
-            ClientOutcome::Drop(_) => Vec::new(),
+            ClientOutcome::Drop(_) | ClientOutcome::Pending => Vec::new(),
         };
         Resp { outcome, bytes }
     }
