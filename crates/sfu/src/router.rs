@@ -1,0 +1,891 @@
+//! The router: participants, their peer connections, published tracks and subscriptions.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
+use str0m::net::{Receive, Transmit};
+use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc, RtcError};
+
+use crate::forward::{Forwarder, Target, Verdict};
+use crate::ids::{ParticipantId, PcRole, TrackId};
+
+/// Labels of the data channels the subscriber connection carries; the publisher side uses
+/// whatever the client opened.
+const RELIABLE_LABEL: &str = "_reliable";
+const LOSSY_LABEL: &str = "_lossy";
+
+/// A simulcast layer counts as sent while it delivered a frame this recently.
+const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
+/// At most one keyframe request per publisher layer in this interval.
+const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("no such participant")]
+    NoParticipant,
+    #[error("no such track")]
+    NoTrack,
+    #[error("bad SDP: {0}")]
+    Sdp(String),
+    #[error("bad ICE candidate: {0}")]
+    Candidate(String),
+    #[error("answer without an outstanding offer")]
+    NoPendingOffer,
+    #[error("webrtc: {0}")]
+    Rtc(#[from] RtcError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// How a subscriber's copy of a published track is named in SDP (`a=msid:<stream> <track>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackLabel {
+    pub stream_id: String,
+    pub track_id: String,
+}
+
+/// A subscriber's wish for one track's video layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerChoice {
+    /// Forward nothing.
+    Paused,
+    /// The best layer up to this rank (0 = lowest rid the publisher announced).
+    UpTo(usize),
+}
+
+/// Something the caller must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A publisher connection negotiated a new incoming m-line. Nothing is forwarded until the
+    /// caller names it with [`Router::publish`].
+    TrackOpened {
+        participant: ParticipantId,
+        track: TrackId,
+        mid: String,
+        kind: TrackKind,
+        /// Simulcast rids in the publisher's order (empty without simulcast).
+        rids: Vec<String>,
+    },
+    /// Send this offer to the participant for its subscriber connection.
+    SubscriberOffer {
+        participant: ParticipantId,
+        sdp: String,
+    },
+    /// A data-channel message from a participant.
+    Data {
+        from: ParticipantId,
+        reliable: bool,
+        data: Vec<u8>,
+    },
+    /// ICE+DTLS came up on one of the participant's connections.
+    Connected {
+        participant: ParticipantId,
+        role: PcRole,
+    },
+    /// A connection died (ICE gave up, DTLS failed, or the remote closed).
+    Disconnected {
+        participant: ParticipantId,
+        role: PcRole,
+    },
+}
+
+/// Static router settings.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Host candidates advertised in every SDP (the UDP socket's public address(es)).
+    pub candidates: Vec<SocketAddr>,
+}
+
+struct Pc {
+    rtc: Rtc,
+    timeout: Option<Instant>,
+    channels: HashMap<ChannelId, String>,
+    connected: bool,
+    dead: bool,
+}
+
+impl Pc {
+    fn new(now: Instant, candidates: &[SocketAddr]) -> Self {
+        let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
+        for addr in candidates {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        Pc {
+            rtc,
+            timeout: Some(now),
+            channels: HashMap::new(),
+            connected: false,
+            dead: false,
+        }
+    }
+
+    fn channel_id(&self, label: &str) -> Option<ChannelId> {
+        self.channels
+            .iter()
+            .find(|(_, l)| l.as_str() == label)
+            .map(|(id, _)| *id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    ToOpen,
+    Negotiating(Mid),
+    Open(Mid),
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
+struct OutTrack {
+    track: TrackId,
+    state: OutState,
+    fwd: Forwarder,
+}
+
+impl OutTrack {
+    fn mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::ToOpen => None,
+            OutState::Negotiating(m)
+            | OutState::Open(m)
+            | OutState::ToStop(m)
+            | OutState::NegotiatingStop(m) => Some(m),
+        }
+    }
+}
+
+struct Participant {
+    room: String,
+    publisher: Option<Pc>,
+    subscriber: Pc,
+    pending: Option<SdpPendingOffer>,
+    out: Vec<OutTrack>,
+    /// Set when the subscriber connection still needs its first offer sent.
+    needs_offer: bool,
+}
+
+struct Track {
+    owner: ParticipantId,
+    mid: Mid,
+    kind: TrackKind,
+    rids: Vec<Rid>,
+    label: Option<TrackLabel>,
+    /// Last frame seen per layer (index into `rids`).
+    layer_seen: Vec<Option<Instant>>,
+    last_keyframe_request: Vec<Option<Instant>>,
+}
+
+impl Track {
+    fn layer_of(&self, rid: Option<Rid>) -> Option<usize> {
+        let rid = rid?;
+        self.rids.iter().position(|r| *r == rid)
+    }
+
+    /// The highest active layer not above `cap`, else the lowest active one.
+    fn best_layer(&self, now: Instant, cap: usize) -> Option<usize> {
+        let active = |i: &usize| {
+            self.layer_seen[*i].is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE)
+        };
+        (0..self.rids.len())
+            .filter(active)
+            .filter(|i| *i <= cap)
+            .next_back()
+            .or_else(|| (0..self.rids.len()).find(active))
+    }
+}
+
+/// All rooms of one SFU instance. See the crate docs.
+pub struct Router {
+    config: RouterConfig,
+    next_id: u64,
+    participants: HashMap<ParticipantId, Participant>,
+    tracks: HashMap<TrackId, Track>,
+    /// Fast path for media: remote address → connection that last accepted it.
+    by_addr: HashMap<SocketAddr, (ParticipantId, PcRole)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    now: Instant,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig, now: Instant) -> Self {
+        Router {
+            config,
+            next_id: 1,
+            participants: HashMap::new(),
+            tracks: HashMap::new(),
+            by_addr: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            now,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Adds a participant to `room` and prepares its subscriber connection (with the
+    /// `_reliable`/`_lossy` data channels and every track already published in the room).
+    /// Its first offer comes out as [`Event::SubscriberOffer`].
+    pub fn add_participant(&mut self, room: &str, now: Instant) -> ParticipantId {
+        self.now = now;
+        let id = ParticipantId(self.next());
+        let sub = Pc::new(now, &self.config.candidates);
+        let out = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| {
+                t.label.is_some()
+                    && self
+                        .participants
+                        .get(&t.owner)
+                        .is_some_and(|p| p.room == room)
+            })
+            .map(|(id, t)| OutTrack {
+                track: *id,
+                state: OutState::ToOpen,
+                fwd: Forwarder::new(default_target(t)),
+            })
+            .collect();
+        self.participants.insert(
+            id,
+            Participant {
+                room: room.to_owned(),
+                publisher: None,
+                subscriber: sub,
+                pending: None,
+                out,
+                needs_offer: true,
+            },
+        );
+        self.negotiate(id);
+        id
+    }
+
+    /// Drops a participant, its connections and its published tracks (subscribers get a
+    /// renegotiation that stops them).
+    pub fn remove_participant(&mut self, id: ParticipantId) {
+        let Some(mut p) = self.participants.remove(&id) else {
+            return;
+        };
+        p.subscriber.rtc.disconnect();
+        if let Some(pc) = p.publisher.as_mut() {
+            pc.rtc.disconnect();
+        }
+        self.by_addr.retain(|_, (pid, _)| *pid != id);
+        let gone: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.owner == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for t in &gone {
+            self.tracks.remove(t);
+        }
+        let others: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for other in others {
+            if let Some(o) = self.participants.get_mut(&other) {
+                let mut changed = false;
+                for ot in o.out.iter_mut().filter(|ot| gone.contains(&ot.track)) {
+                    ot.state = match ot.state {
+                        OutState::Open(m) | OutState::Negotiating(m) => OutState::ToStop(m),
+                        s => s,
+                    };
+                    changed = true;
+                }
+                o.out.retain(|ot| ot.state != OutState::ToOpen || !gone.contains(&ot.track));
+                if changed {
+                    self.negotiate(other);
+                }
+            }
+        }
+    }
+
+    /// The room a participant is in.
+    pub fn room_of(&self, id: ParticipantId) -> Option<&str> {
+        self.participants.get(&id).map(|p| p.room.as_str())
+    }
+
+    /// Applies the client's offer for its publisher connection and returns our answer.
+    pub fn handle_publisher_offer(
+        &mut self,
+        id: ParticipantId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        self.now = now;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let candidates = self.config.candidates.clone();
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::NoParticipant)?;
+        let pc = p
+            .publisher
+            .get_or_insert_with(|| Pc::new(now, &candidates));
+        let answer = pc.rtc.sdp_api().accept_offer(offer)?;
+        self.drain(id, PcRole::Publisher);
+        self.pump();
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Applies the client's answer to our last subscriber offer.
+    pub fn handle_subscriber_answer(
+        &mut self,
+        id: ParticipantId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.now = now;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::NoParticipant)?;
+        let pending = p.pending.take().ok_or(SfuError::NoPendingOffer)?;
+        p.subscriber.rtc.sdp_api().accept_answer(pending, answer)?;
+        for ot in &mut p.out {
+            if let OutState::Negotiating(m) = ot.state {
+                ot.state = OutState::Open(m);
+            }
+        }
+        p.out
+            .retain(|ot| !matches!(ot.state, OutState::NegotiatingStop(_)));
+        self.drain(id, PcRole::Subscriber);
+        // Changes that queued up while this offer was out.
+        self.negotiate(id);
+        self.pump();
+        Ok(())
+    }
+
+    /// A trickled remote candidate (`candidate:...` SDP attribute value).
+    pub fn add_remote_candidate(
+        &mut self,
+        id: ParticipantId,
+        role: PcRole,
+        candidate: &str,
+    ) -> Result<(), SfuError> {
+        let c = Candidate::from_sdp_string(candidate)
+            .map_err(|e| SfuError::Candidate(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::NoParticipant)?;
+        let pc = match role {
+            PcRole::Publisher => p.publisher.as_mut(),
+            PcRole::Subscriber => Some(&mut p.subscriber),
+        };
+        if let Some(pc) = pc {
+            pc.rtc.add_remote_candidate(c);
+        }
+        self.drain(id, role);
+        self.pump();
+        Ok(())
+    }
+
+    /// Names an opened track and starts forwarding it to everyone else in the room.
+    pub fn publish(&mut self, track: TrackId, label: TrackLabel) -> Result<(), SfuError> {
+        let t = self.tracks.get_mut(&track).ok_or(SfuError::NoTrack)?;
+        if t.label.is_some() {
+            t.label = Some(label);
+            return Ok(());
+        }
+        t.label = Some(label);
+        let owner = t.owner;
+        let target = default_target(t);
+        let room = self
+            .participants
+            .get(&owner)
+            .map(|p| p.room.clone())
+            .ok_or(SfuError::NoParticipant)?;
+        let subs: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|(id, p)| **id != owner && p.room == room)
+            .map(|(id, _)| *id)
+            .collect();
+        for s in subs {
+            if let Some(p) = self.participants.get_mut(&s) {
+                p.out.push(OutTrack {
+                    track,
+                    state: OutState::ToOpen,
+                    fwd: Forwarder::new(target),
+                });
+            }
+            self.negotiate(s);
+        }
+        self.pump();
+        Ok(())
+    }
+
+    /// Chooses what `subscriber` receives of `track`.
+    pub fn set_layer(
+        &mut self,
+        subscriber: ParticipantId,
+        track: TrackId,
+        choice: LayerChoice,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(&subscriber)
+            .ok_or(SfuError::NoParticipant)?;
+        let ot = p
+            .out
+            .iter_mut()
+            .find(|o| o.track == track)
+            .ok_or(SfuError::NoTrack)?;
+        ot.fwd.target = match choice {
+            LayerChoice::Paused => Target::Paused,
+            LayerChoice::UpTo(n) => Target::Layer(n),
+        };
+        Ok(())
+    }
+
+    /// Sends a data-channel message to a participant's subscriber connection. Returns false
+    /// when the channel is not open (yet) or its buffer is full.
+    pub fn send_data(&mut self, to: ParticipantId, reliable: bool, data: &[u8]) -> bool {
+        let Some(p) = self.participants.get_mut(&to) else {
+            return false;
+        };
+        let label = if reliable { RELIABLE_LABEL } else { LOSSY_LABEL };
+        let Some(cid) = p.subscriber.channel_id(label) else {
+            return false;
+        };
+        let ok = p
+            .subscriber
+            .rtc
+            .channel(cid)
+            .and_then(|mut ch| ch.write(true, data).ok())
+            .unwrap_or(false);
+        self.drain(to, PcRole::Subscriber);
+        self.pump();
+        ok
+    }
+
+    /// Feeds one datagram received on the shared socket. Returns false if no connection
+    /// claimed it.
+    pub fn handle_receive(&mut self, now: Instant, r: Receive<'_>) -> bool {
+        self.now = now;
+        let source = r.source;
+        let input = Input::Receive(now, r);
+        let mut owner = self.by_addr.get(&source).copied().filter(|(id, role)| {
+            self.participants
+                .get(id)
+                .and_then(|p| p.pc(*role))
+                .is_some_and(|pc| pc.rtc.accepts(&input))
+        });
+        if owner.is_none() {
+            owner = self.participants.iter().find_map(|(id, p)| {
+                if p.subscriber.rtc.accepts(&input) {
+                    return Some((*id, PcRole::Subscriber));
+                }
+                p.publisher
+                    .as_ref()
+                    .filter(|pc| pc.rtc.accepts(&input))
+                    .map(|_| (*id, PcRole::Publisher))
+            });
+        }
+        let Some((id, role)) = owner else {
+            return false;
+        };
+        self.by_addr.insert(source, (id, role));
+        if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role)) {
+            if let Err(e) = pc.rtc.handle_input(input) {
+                tracing::debug!(%id, ?role, "input refused: {e}");
+            }
+        }
+        self.drain(id, role);
+        self.pump();
+        true
+    }
+
+    /// Drives every connection's timers up to `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let due: Vec<(ParticipantId, PcRole)> = self
+            .participants
+            .iter()
+            .flat_map(|(id, p)| {
+                let mut v = Vec::with_capacity(2);
+                if p.subscriber.timeout.is_some_and(|t| t <= now) {
+                    v.push((*id, PcRole::Subscriber));
+                }
+                if p.publisher
+                    .as_ref()
+                    .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
+                {
+                    v.push((*id, PcRole::Publisher));
+                }
+                v
+            })
+            .collect();
+        for (id, role) in due {
+            if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role)) {
+                if let Err(e) = pc.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(%id, ?role, "timeout handling failed: {e}");
+                }
+            }
+            self.drain(id, role);
+        }
+        self.pump();
+    }
+
+    /// The earliest instant at which [`Router::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.participants
+            .values()
+            .flat_map(|p| {
+                [
+                    p.subscriber.timeout,
+                    p.publisher.as_ref().and_then(|pc| pc.timeout),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Builds and emits a subscriber offer if the subscriber's tracks changed and no offer is
+    /// outstanding.
+    fn negotiate(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.pending.is_some() {
+            return;
+        }
+        let tracks = &self.tracks;
+        let mut api = p.subscriber.rtc.sdp_api();
+        if p.needs_offer {
+            // The first offer carries the two data channels the client adopts.
+            api.add_channel_with_config(ChannelConfig {
+                label: RELIABLE_LABEL.into(),
+                ordered: true,
+                reliability: Reliability::Reliable,
+                ..Default::default()
+            });
+            api.add_channel_with_config(ChannelConfig {
+                label: LOSSY_LABEL.into(),
+                ordered: false,
+                reliability: Reliability::MaxRetransmits { retransmits: 0 },
+                ..Default::default()
+            });
+            p.needs_offer = false;
+        }
+        for ot in &mut p.out {
+            match ot.state {
+                OutState::ToOpen => {
+                    let Some(t) = tracks.get(&ot.track) else {
+                        continue;
+                    };
+                    let Some(label) = &t.label else { continue };
+                    let kind = match t.kind {
+                        TrackKind::Audio => MediaKind::Audio,
+                        TrackKind::Video => MediaKind::Video,
+                    };
+                    let mid = api.add_media(
+                        kind,
+                        Direction::SendOnly,
+                        Some(label.stream_id.clone()),
+                        Some(label.track_id.clone()),
+                        None,
+                    );
+                    ot.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    api.stop_media(mid);
+                    ot.state = OutState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        if !api.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        p.pending = Some(pending);
+        self.events.push_back(Event::SubscriberOffer {
+            participant: id,
+            sdp: offer.to_sdp_string(),
+        });
+        self.drain(id, PcRole::Subscriber);
+    }
+
+    /// Runs `poll_output` on one connection until it yields a timeout, acting on its events.
+    fn drain(&mut self, id: ParticipantId, role: PcRole) {
+        let mut media = Vec::new();
+        let mut keyframe_requests = Vec::new();
+        loop {
+            let Some(p) = self.participants.get_mut(&id) else {
+                return;
+            };
+            let Some(pc) = p.pc_mut(role) else { return };
+            if pc.dead {
+                pc.timeout = None;
+                break;
+            }
+            let out = match pc.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(%id, ?role, "connection failed: {e}");
+                    pc.dead = true;
+                    pc.rtc.disconnect();
+                    self.events.push_back(Event::Disconnected {
+                        participant: id,
+                        role,
+                    });
+                    continue;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    pc.timeout = Some(t);
+                    break;
+                }
+                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Event(ev) => match ev {
+                    RtcEvent::Connected => {
+                        pc.connected = true;
+                        self.events.push_back(Event::Connected {
+                            participant: id,
+                            role,
+                        });
+                    }
+                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected)
+                    | RtcEvent::Closed => {
+                        if !pc.dead {
+                            pc.dead = true;
+                            self.events.push_back(Event::Disconnected {
+                                participant: id,
+                                role,
+                            });
+                        }
+                    }
+                    RtcEvent::MediaAdded(m) if role == PcRole::Publisher => {
+                        if m.direction == Direction::RecvOnly || m.direction == Direction::SendRecv
+                        {
+                            let rids: Vec<Rid> = m
+                                .simulcast
+                                .as_ref()
+                                .map(|s| s.recv.iter().map(|l| l.rid).collect())
+                                .unwrap_or_default();
+                            let kind = match m.kind {
+                                MediaKind::Audio => TrackKind::Audio,
+                                MediaKind::Video => TrackKind::Video,
+                            };
+                            let tid = TrackId(self.next_id);
+                            self.next_id += 1;
+                            let n = rids.len();
+                            self.events.push_back(Event::TrackOpened {
+                                participant: id,
+                                track: tid,
+                                mid: m.mid.to_string(),
+                                kind,
+                                rids: rids.iter().map(|r| r.to_string()).collect(),
+                            });
+                            self.tracks.insert(
+                                tid,
+                                Track {
+                                    owner: id,
+                                    mid: m.mid,
+                                    kind,
+                                    rids,
+                                    label: None,
+                                    layer_seen: vec![None; n],
+                                    last_keyframe_request: vec![None; n.max(1)],
+                                },
+                            );
+                        }
+                    }
+                    RtcEvent::MediaData(d) if role == PcRole::Publisher => media.push(d),
+                    RtcEvent::KeyframeRequest(k) if role == PcRole::Subscriber => {
+                        keyframe_requests.push(k.mid)
+                    }
+                    RtcEvent::ChannelOpen(cid, label) => {
+                        pc.channels.insert(cid, label);
+                    }
+                    RtcEvent::ChannelClose(cid) => {
+                        pc.channels.remove(&cid);
+                    }
+                    RtcEvent::ChannelData(d) => {
+                        let reliable = pc
+                            .channels
+                            .get(&d.id)
+                            .is_none_or(|l| l.as_str() != LOSSY_LABEL);
+                        self.events.push_back(Event::Data {
+                            from: id,
+                            reliable,
+                            data: d.data,
+                        });
+                    }
+                    _ => {}
+                },
+            }
+        }
+        for d in media {
+            self.forward(id, d);
+        }
+        for mid in keyframe_requests {
+            self.subscriber_wants_keyframe(id, mid);
+        }
+    }
+
+    /// Frames waiting to go out were written inside `drain`; nothing else is deferred, but
+    /// keep one place to extend (e.g. batching) later.
+    fn pump(&mut self) {}
+
+    fn forward(&mut self, from: ParticipantId, d: MediaData) {
+        let now = self.now;
+        let Some((tid, t)) = self
+            .tracks
+            .iter_mut()
+            .find(|(_, t)| t.owner == from && t.mid == d.mid)
+        else {
+            return;
+        };
+        let tid = *tid;
+        if t.label.is_none() {
+            return;
+        }
+        let layer = t.layer_of(d.rid);
+        if let Some(l) = layer {
+            t.layer_seen[l] = Some(now);
+        }
+        let is_video = t.kind == TrackKind::Video;
+        let keyframe = d.is_keyframe();
+        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
+            return;
+        };
+        let subs: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|(id, p)| **id != from && p.room == room)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut want_keyframe = Vec::new();
+        for s in subs {
+            let best = {
+                let t = &self.tracks[&tid];
+                let p = &self.participants[&s];
+                p.out.iter().find(|o| o.track == tid).and_then(|o| match o.fwd.target {
+                    Target::Layer(cap) => t.best_layer(now, cap),
+                    Target::Paused => None,
+                })
+            };
+            let Some(p) = self.participants.get_mut(&s) else {
+                continue;
+            };
+            let Some(ot) = p.out.iter_mut().find(|o| o.track == tid) else {
+                continue;
+            };
+            let OutState::Open(mid) = ot.state else {
+                continue;
+            };
+            match ot
+                .fwd
+                .on_frame(layer, best, keyframe, is_video, d.time.numer())
+            {
+                Verdict::Drop => {}
+                Verdict::DropWantKeyframe(l) => want_keyframe.push(Some(l)),
+                Verdict::Forward(ts) => {
+                    if !d.contiguous && is_video {
+                        want_keyframe.push(layer);
+                    }
+                    let Some(w) = p.subscriber.rtc.writer(mid) else {
+                        continue;
+                    };
+                    let Some(pt) = w.match_params(d.params) else {
+                        continue;
+                    };
+                    let time = MediaTime::new(ts, d.time.frequency());
+                    if let Err(e) = w.write(pt, d.network_time, time, d.data.clone()) {
+                        tracing::debug!(%s, "forward failed: {e}");
+                    }
+                    self.drain(s, PcRole::Subscriber);
+                }
+            }
+        }
+        for l in want_keyframe {
+            self.request_keyframe(tid, l);
+        }
+    }
+
+    fn subscriber_wants_keyframe(&mut self, sub: ParticipantId, mid: Mid) {
+        let Some(p) = self.participants.get(&sub) else {
+            return;
+        };
+        let Some(ot) = p.out.iter().find(|o| o.mid() == Some(mid)) else {
+            return;
+        };
+        let (tid, layer) = (ot.track, ot.fwd.current());
+        self.request_keyframe(tid, layer);
+    }
+
+    fn request_keyframe(&mut self, tid: TrackId, layer: Option<usize>) {
+        let now = self.now;
+        let Some(t) = self.tracks.get_mut(&tid) else {
+            return;
+        };
+        let slot = layer.unwrap_or(0).min(t.last_keyframe_request.len() - 1);
+        if t.last_keyframe_request[slot]
+            .is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_THROTTLE)
+        {
+            return;
+        }
+        t.last_keyframe_request[slot] = Some(now);
+        let rid = layer.and_then(|l| t.rids.get(l).copied());
+        let (owner, mid) = (t.owner, t.mid);
+        if let Some(pc) = self
+            .participants
+            .get_mut(&owner)
+            .and_then(|p| p.publisher.as_mut())
+        {
+            if let Some(mut w) = pc.rtc.writer(mid) {
+                let _ = w.request_keyframe(rid, KeyframeRequestKind::Pli);
+            }
+        }
+        self.drain(owner, PcRole::Publisher);
+    }
+}
+
+impl Participant {
+    fn pc(&self, role: PcRole) -> Option<&Pc> {
+        match role {
+            PcRole::Publisher => self.publisher.as_ref(),
+            PcRole::Subscriber => Some(&self.subscriber),
+        }
+    }
+    fn pc_mut(&mut self, role: PcRole) -> Option<&mut Pc> {
+        match role {
+            PcRole::Publisher => self.publisher.as_mut(),
+            PcRole::Subscriber => Some(&mut self.subscriber),
+        }
+    }
+}
+
+fn default_target(t: &Track) -> Target {
+    // Everything up to the top layer until the subscriber says otherwise.
+    Target::Layer(t.rids.len().saturating_sub(1))
+}
