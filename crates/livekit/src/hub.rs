@@ -590,12 +590,12 @@ impl Hub {
             disable_dtx: req.disable_dtx,
             source: req.source,
             layers: layers.clone(),
-            mime_type: String::new(),
+            mime_type: mime_type(req.r#type, req.simulcast_codecs.first().map(|c| c.codec.as_str())),
             codecs: req
                 .simulcast_codecs
                 .iter()
                 .map(|c| proto::SimulcastCodecInfo {
-                    mime_type: c.codec.clone(),
+                    mime_type: mime_type(req.r#type, Some(&c.codec)),
                     cid: c.cid.clone(),
                     layers: layers.clone(),
                     ..Default::default()
@@ -684,6 +684,18 @@ impl Hub {
 
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
         self.router.poll_timeout()
+    }
+}
+
+/// `video/VP8`-style MIME type from the SDK's codec name (`vp8`), defaulting per kind.
+fn mime_type(kind: i32, codec: Option<&str>) -> String {
+    let video = kind == proto::TrackType::Video as i32;
+    match codec.filter(|c| !c.is_empty()) {
+        Some(c) if c.contains('/') => c.to_owned(),
+        Some(c) if video => format!("video/{}", c.to_uppercase()),
+        Some(c) => format!("audio/{}", c.to_lowercase()),
+        None if video => "video/VP8".into(),
+        None => "audio/opus".into(),
     }
 }
 

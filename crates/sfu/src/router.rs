@@ -766,6 +766,7 @@ impl Router {
             return;
         };
         let tid = *tid;
+        tracing::trace!(%tid, rid = ?d.rid, len = d.data.len(), key = d.is_keyframe(), labelled = t.label.is_some(), "frame in");
         if t.label.is_none() {
             return;
         }
@@ -801,6 +802,7 @@ impl Router {
                 continue;
             };
             let OutState::Open(mid) = ot.state else {
+                tracing::trace!(%s, %tid, state = ?ot.state, "not open");
                 continue;
             };
             match ot
@@ -814,11 +816,14 @@ impl Router {
                         want_keyframe.push(layer);
                     }
                     let Some(w) = p.subscriber.rtc.writer(mid) else {
+                        tracing::trace!(%s, %mid, "no writer");
                         continue;
                     };
                     let Some(pt) = w.match_params(d.params) else {
+                        tracing::trace!(%s, %mid, "no matching payload type");
                         continue;
                     };
+                    tracing::trace!(%s, %mid, ts, "frame out");
                     let time = MediaTime::new(ts, d.time.frequency());
                     if let Err(e) = w.write(pt, d.network_time, time, d.data.clone()) {
                         tracing::debug!(%s, "forward failed: {e}");

@@ -1,0 +1,196 @@
+// Two pages of headless Chromium join one LiveKit room through the SFU under test with the real
+// livekit-client (UMD build), publish fake camera (simulcast) + microphone, and check that each
+// receives the other's audio and video (decoded frames and audio packets rise), that a mute and
+// a reliable data packet cross, and that a leave is seen.
+// Prints one JSON object on the last stdout line; exit 0 only if everything held.
+//
+//   node livekit_call.mjs <ws-url> <api-key> <api-secret> <room> <single-pc: true|false|default> [sdk-package]
+//
+// sdk-package: `livekit-client` (default) or `livekit-client-2-21` (Element Call's version).
+// CHROMIUM overrides the browser path (default /usr/bin/chromium). Never downloads a browser.
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import puppeteer from 'puppeteer-core';
+
+const [wsUrl, apiKey, apiSecret, roomName, singlePc = 'default', sdk = 'livekit-client'] = process.argv.slice(2);
+if (!wsUrl || !apiKey || !apiSecret || !roomName) {
+  console.error('usage: node livekit_call.mjs <ws-url> <api-key> <api-secret> <room> [true|false|default] [sdk-package]');
+  process.exit(2);
+}
+const TOTAL_MS = Number(process.env.LK_TIMEOUT_MS || 60000);
+const here = dirname(fileURLToPath(import.meta.url));
+const umd = readFileSync(join(here, 'node_modules', sdk, 'dist', 'livekit-client.umd.js'));
+const sdkVersion = JSON.parse(readFileSync(join(here, 'node_modules', sdk, 'package.json'))).version;
+
+// Test tokens are minted here (HS256 over the test's own dev secret).
+function token(identity) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const head = b64({ alg: 'HS256', typ: 'JWT' });
+  const body = b64({
+    iss: apiKey, sub: identity, nbf: now - 5, exp: now + 600, name: identity,
+    video: { roomJoin: true, room: roomName, canPublish: true, canSubscribe: true, canPublishData: true },
+  });
+  const sig = createHmac('sha256', apiSecret).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'switchyard-lk-chromium-'));
+let browser;
+let http;
+let finished = false;
+const result = { ok: false, sdk: sdkVersion, singlePc, steps: {} };
+
+function finish(code) {
+  if (finished) return;
+  finished = true;
+  console.log(JSON.stringify(result));
+  const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
+  close.finally(() => {
+    if (http) http.close();
+    rmSync(profile, { recursive: true, force: true });
+    process.exit(code);
+  });
+  setTimeout(() => process.exit(code), 5000).unref();
+}
+setTimeout(() => { result.error = `overall timeout ${TOTAL_MS} ms`; finish(1); }, TOTAL_MS).unref();
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, fn, ms = 20000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+// In-page code: join, publish, and expose probes.
+async function joinInPage(url, tok, single) {
+  const { Room, RoomEvent, VideoPresets, Track } = window.LivekitClient;
+  const opts = { adaptiveStream: false, dynacast: false };
+  if (single !== 'default') opts.singlePeerConnection = single === 'true';
+  const room = new Room(opts);
+  const ev = { muted: [], left: [], data: [], tracks: [] };
+  window.__room = room;
+  window.__ev = ev;
+  room.on(RoomEvent.TrackSubscribed, (track, pub, p) => {
+    const el = track.attach();
+    el.muted = true;
+    document.body.appendChild(el);
+    ev.tracks.push({ track, kind: track.kind, from: p.identity });
+  });
+  room.on(RoomEvent.TrackMuted, (pub, p) => {
+    if (p !== room.localParticipant) ev.muted.push(`${p.identity}:${pub.kind}`);
+  });
+  room.on(RoomEvent.ParticipantDisconnected, (p) => ev.left.push(p.identity));
+  room.on(RoomEvent.DataReceived, (payload, p) => ev.data.push(`${p ? p.identity : '?'}:${new TextDecoder().decode(payload)}`));
+  await room.connect(url, tok);
+  await room.localParticipant.setCameraEnabled(
+    true,
+    { resolution: VideoPresets.h720.resolution },
+    { simulcast: true, videoSimulcastLayers: [VideoPresets.h180, VideoPresets.h360] },
+  );
+  await room.localParticipant.setMicrophoneEnabled(true);
+  return { sid: room.localParticipant.sid, serverVersion: room.serverInfo ? room.serverInfo.version : null };
+}
+
+async function mediaStats() {
+  const out = { n: window.__ev.tracks.length, kinds: window.__ev.tracks.map((t) => t.kind + ':' + t.from) };
+  for (const t of window.__ev.tracks) {
+    if (!t.track.receiver) continue;
+    (await t.track.receiver.getStats()).forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if (t.kind === 'video') out.video = { framesDecoded: s.framesDecoded || 0, width: s.frameWidth || 0, packetsReceived: s.packetsReceived || 0 };
+      else out.audio = { packetsReceived: s.packetsReceived || 0, bytesReceived: s.bytesReceived || 0 };
+    });
+  }
+  return out;
+}
+
+try {
+  http = createServer((req, res) => {
+    if (req.url === '/lk.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      res.end(umd);
+    } else {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><html><body><script src="/lk.js"></script></body></html>');
+    }
+  });
+  await new Promise((r) => http.listen(0, '127.0.0.1', r));
+  const pageUrl = `http://127.0.0.1:${http.address().port}/`;
+
+  browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    userDataDir: profile,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+      '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  const pages = {};
+  for (const who of ['alice', 'bob']) {
+    const page = await browser.newPage();
+    page.on('console', (m) => {
+      const t = m.text();
+      if (process.env.LK_VERBOSE || /error|fail/i.test(t)) console.error(`[${who}] ${t.slice(0, 400)}`);
+    });
+    page.on('pageerror', (e) => console.error(`[${who}] pageerror ${e}`));
+    await page.goto(pageUrl);
+    await page.waitForFunction(() => !!window.LivekitClient, { timeout: 10000 });
+    pages[who] = page;
+  }
+  for (const who of ['alice', 'bob']) {
+    result.steps[`join_${who}`] = await pages[who].evaluate(joinInPage, wsUrl, token(who), singlePc);
+  }
+
+  // Media both ways: two tracks subscribed, then counters rise.
+  for (const who of ['alice', 'bob']) {
+    await until(`${who} subscribed to 2 tracks`, () => pages[who].evaluate(() => window.__ev.tracks.length >= 2), 20000);
+  }
+  const first = {};
+  for (const who of ['alice', 'bob']) {
+    first[who] = await until(`${who} decoding`, async () => {
+      const s = await pages[who].evaluate(mediaStats);
+      result.steps[`last_stats_${who}`] = s;
+      return s.video && s.video.framesDecoded > 0 && s.audio && s.audio.packetsReceived > 0 ? s : null;
+    }, 20000);
+  }
+  await sleep(2000);
+  for (const who of ['alice', 'bob']) {
+    const later = await pages[who].evaluate(mediaStats);
+    result.steps[`media_${who}`] = { first: first[who], later };
+    if (!(later.video.framesDecoded > first[who].video.framesDecoded && later.audio.packetsReceived > first[who].audio.packetsReceived)) {
+      throw new Error(`${who}: media stopped rising ${JSON.stringify(result.steps[`media_${who}`])}`);
+    }
+  }
+
+  // Reliable data from alice reaches bob.
+  await pages.alice.evaluate(() => window.__room.localParticipant.publishData(new TextEncoder().encode('hello-over-sfu'), { reliable: true }));
+  result.steps.data = await until('data at bob', () => pages.bob.evaluate(() => window.__ev.data.find((d) => d.endsWith('hello-over-sfu'))), 10000);
+
+  // Alice mutes her camera; bob sees it.
+  await pages.alice.evaluate(() => window.__room.localParticipant.setCameraEnabled(false));
+  result.steps.mute = await until('mute at bob', () => pages.bob.evaluate(() => window.__ev.muted.find((m) => m === 'alice:video')), 10000);
+
+  // Alice leaves; bob sees it.
+  await pages.alice.evaluate(() => window.__room.disconnect());
+  result.steps.leave = await until('leave at bob', () => pages.bob.evaluate(() => window.__ev.left.includes('alice')), 10000);
+  await pages.bob.evaluate(() => window.__room.disconnect());
+  result.ok = true;
+  finish(0);
+} catch (e) {
+  result.error = String(e && e.stack ? e.stack : e);
+  finish(1);
+}
