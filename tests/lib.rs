@@ -9,6 +9,8 @@
 
 #[path = "support/creds.rs"]
 pub mod creds;
+#[path = "support/livekit.rs"]
+pub mod livekit;
 #[path = "support/ports.rs"]
 pub mod ports;
 #[path = "support/process.rs"]

@@ -1,0 +1,135 @@
+//! The real LiveKit JS SDK (npm livekit-client 2.23 and Element Call's 2.21) in headless
+//! Chromium: two participants join one room through `switchyard livekit`, publish fake camera
+//! (simulcast q/h/f) and microphone, and each decodes the other's video and receives its audio;
+//! a reliable data packet, a mute and a leave cross. See tests/js/livekit_call.mjs.
+//!
+//! The SDK silently falls back from `/rtc/v1` to `/rtc`, so every case also asserts which
+//! signalling path the server actually served.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use switchyard_tests::livekit::{API_KEY, API_SECRET, LivekitServer};
+use switchyard_tests::process::{run_bounded, tail};
+use switchyard_tests::skip::{Need, Skip, find_binary, is_executable};
+use switchyard_tests::{need, package_dir};
+
+fn chromium() -> Need<PathBuf> {
+    let p = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if is_executable(&p) {
+        Ok(p)
+    } else {
+        Err(Skip::new(format!("{} not found (tests/install-peers.sh)", p.display())))
+    }
+}
+
+fn sdk_installed(package: &str) -> Need<()> {
+    for dep in ["puppeteer-core", package] {
+        if !package_dir()
+            .join(format!("js/node_modules/{dep}/package.json"))
+            .exists()
+        {
+            return Err(Skip::new(format!(
+                "{dep} not installed in tests/js (run tests/install-peers.sh)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Peers {
+    node: PathBuf,
+    browser: PathBuf,
+}
+
+fn peers(package: &str) -> Need<Peers> {
+    let node = find_binary("node")?;
+    let browser = chromium()?;
+    sdk_installed(package)?;
+    Ok(Peers { node, browser })
+}
+
+/// Runs one two-party call; returns the script's verdict and the server.
+fn call(p: Peers, single_pc: &str, package: &str, room: &str) -> (Value, LivekitServer) {
+    let Peers { node, browser } = p;
+    let server = LivekitServer::start(&[]).unwrap_or_else(|s| panic!("server: {}", s.0));
+    let mut cmd = Command::new(node);
+    cmd.arg(package_dir().join("js/livekit_call.mjs"))
+        .args([&server.ws_url(), API_KEY, API_SECRET, room, single_pc, package])
+        .env("CHROMIUM", &browser)
+        .env("LK_TIMEOUT_MS", "75000");
+    let done = run_bounded(
+        &mut cmd,
+        Duration::from_secs(90),
+        &server.dir.path().join(format!("call-{room}.log")),
+    );
+    let context = format!(
+        "node exit {:?} after {:?}\n---- livekit_call.mjs ----\n{}\n---- server ----\n{}",
+        done.status,
+        done.elapsed,
+        tail(&done.output, 40),
+        server.log_tail(40)
+    );
+    let line = done
+        .output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON verdict: {context}"));
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {context}"));
+    assert_eq!(v["ok"], Value::Bool(true), "call failed: {context}");
+    (v, server)
+}
+
+fn assert_media(v: &Value) {
+    for who in ["alice", "bob"] {
+        let m = &v["steps"][format!("media_{who}")];
+        let (a, b) = (&m["first"], &m["later"]);
+        assert!(
+            b["video"]["framesDecoded"].as_u64() > a["video"]["framesDecoded"].as_u64(),
+            "{who}: video frames not rising: {m}"
+        );
+        assert!(
+            b["audio"]["packetsReceived"].as_u64() > a["audio"]["packetsReceived"].as_u64(),
+            "{who}: audio packets not rising: {m}"
+        );
+        assert!(b["video"]["width"].as_u64().unwrap_or(0) > 0, "{who}: no frame size: {m}");
+    }
+    assert_eq!(v["steps"]["data"], "alice:hello-over-sfu");
+    assert_eq!(v["steps"]["mute"], "alice:video");
+    assert_eq!(v["steps"]["leave"], true);
+}
+
+#[test]
+fn js_sdk_2_23_dual_pc_over_rtc() {
+    let p = need!(peers("livekit-client"));
+    let (v, server) = call(p, "false", "livekit-client", "dual-pc");
+    assert_eq!(v["sdk"], "2.23.0");
+    assert_media(&v);
+    assert_eq!(server.sessions_on("/rtc"), 2, "{}", server.log_tail(20));
+    assert_eq!(server.sessions_on("/rtc/v1"), 0);
+}
+
+/// The SDK's default (single peer connection) tries `/rtc/v1` first. The server does not speak
+/// v1 yet and answers 404, so the SDK falls back to `/rtc`; assert exactly that.
+#[test]
+fn js_sdk_2_23_default_falls_back_to_rtc() {
+    let p = need!(peers("livekit-client"));
+    let (v, server) = call(p, "default", "livekit-client", "default-2-23");
+    assert_media(&v);
+    assert_eq!(server.sessions_on("/rtc"), 2, "{}", server.log_tail(20));
+    assert_eq!(server.sessions_on("/rtc/v1"), 0);
+}
+
+/// Element Call's SDK version with its default options.
+#[test]
+fn js_sdk_2_21_element_call_version() {
+    let p = need!(peers("livekit-client-2-21"));
+    let (v, server) = call(p, "default", "livekit-client-2-21", "ec-2-21");
+    assert_eq!(v["sdk"], "2.21.0");
+    assert_media(&v);
+    assert_eq!(server.sessions_on("/rtc"), 2, "{}", server.log_tail(20));
+}
