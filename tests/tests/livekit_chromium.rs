@@ -3,6 +3,8 @@
 //! (simulcast q/h/f) and microphone, and each decodes the other's video and receives its audio;
 //! a reliable data packet, a mute and a leave cross. See tests/js/livekit_call.mjs.
 //!
+//! Both signalling paths are covered: `/rtc/v1` (single peer connection, the SDK default)
+//! and `/rtc` (publisher + subscriber connections, `singlePeerConnection: false`).
 //! The SDK silently falls back from `/rtc/v1` to `/rtc`, so every case also asserts which
 //! signalling path the server actually served.
 
@@ -113,15 +115,17 @@ fn js_sdk_2_23_dual_pc_over_rtc() {
     assert_eq!(server.sessions_on("/rtc/v1"), 0);
 }
 
-/// The SDK's default (single peer connection) tries `/rtc/v1` first. The server does not speak
-/// v1 yet and answers 404, so the SDK falls back to `/rtc`; assert exactly that.
+/// The SDK's default: one peer connection over `/rtc/v1`, the first offer inside
+/// `join_request`, media on the receive-only m-lines the client pre-creates (and more on
+/// `media_sections_requirement`). The SDK would fall back to `/rtc` silently on a refusal,
+/// so assert that `/rtc/v1` served both sessions and `/rtc` none.
 #[test]
-fn js_sdk_2_23_default_falls_back_to_rtc() {
+fn js_sdk_2_23_default_single_pc_over_rtc_v1() {
     let p = need!(peers("livekit-client"));
     let (v, server) = call(p, "default", "livekit-client", "default-2-23");
     assert_media(&v);
-    assert_eq!(server.sessions_on("/rtc"), 2, "{}", server.log_tail(20));
-    assert_eq!(server.sessions_on("/rtc/v1"), 0);
+    assert_eq!(server.sessions_on("/rtc/v1"), 2, "{}", server.log_tail(20));
+    assert_eq!(server.sessions_on("/rtc"), 0);
 }
 
 /// Element Call's SDK version with its default options.
@@ -131,5 +135,16 @@ fn js_sdk_2_21_element_call_version() {
     let (v, server) = call(p, "default", "livekit-client-2-21", "ec-2-21");
     assert_eq!(v["sdk"], "2.21.0");
     assert_media(&v);
+    assert_eq!(server.sessions_on("/rtc/v1"), 2, "{}", server.log_tail(20));
+    assert_eq!(server.sessions_on("/rtc"), 0);
+}
+
+/// Element Call's SDK version forced onto `/rtc` (what older embedded builds use).
+#[test]
+fn js_sdk_2_21_dual_pc_over_rtc() {
+    let p = need!(peers("livekit-client-2-21"));
+    let (v, server) = call(p, "false", "livekit-client-2-21", "ec-2-21-dual");
+    assert_media(&v);
     assert_eq!(server.sessions_on("/rtc"), 2, "{}", server.log_tail(20));
+    assert_eq!(server.sessions_on("/rtc/v1"), 0);
 }

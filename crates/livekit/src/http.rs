@@ -73,8 +73,8 @@ pub async fn serve(settings: Settings) -> std::io::Result<(Server, impl std::fut
         .route("/", get(|| async { "OK" }))
         .route("/rtc", get(rtc))
         .route("/rtc/validate", get(validate))
-        .route("/rtc/v1", get(v1))
-        .route("/rtc/v1/validate", get(v1))
+        .route("/rtc/v1", get(rtc_v1))
+        .route("/rtc/v1/validate", get(validate_v1))
         .route("/twirp/livekit.RoomService/{method}", post(twirp_call))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(bind_ip, settings.http_port)).await?;
@@ -128,10 +128,28 @@ async fn validate(State(app): State<App>, Query(q): Query<HashMap<String, String
     })
 }
 
-/// Single-PC signalling is not implemented yet; a plain 404 (without "requested room does
-/// not exist") makes the JS SDK fall back to `/rtc`.
-async fn v1() -> Response {
-    cors((StatusCode::NOT_FOUND, "not found").into_response())
+/// `/rtc/v1/validate`: the `/rtc` checks plus a decodable `join_request`.
+async fn validate_v1(State(app): State<App>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+    cors(match check(&app, &q, &headers) {
+        Err((s, m)) => (s, m).into_response(),
+        Ok(_) => match q.get("join_request").map(|j| signal::decode_join_request(j)) {
+            Some(Ok(_)) => (StatusCode::OK, "success").into_response(),
+            Some(Err(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            None => (StatusCode::BAD_REQUEST, "join_request required").into_response(),
+        },
+    })
+}
+
+async fn rtc_v1(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    upgrade(app, q, headers, ws, "/rtc/v1")
 }
 
 async fn rtc(
@@ -143,6 +161,12 @@ async fn rtc(
     let Ok(ws) = ws else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    upgrade(app, q, headers, ws, "/rtc")
+}
+
+/// Validates and upgrades a signalling request. `/rtc/v1` needs a `join_request`; `/rtc`
+/// with one (the Go SDK's single-PC mode) is served the same way.
+fn upgrade(app: App, q: HashMap<String, String>, headers: HeaderMap, ws: WebSocketUpgrade, path: &'static str) -> Response {
     let claims = match check(&app, &q, &headers) {
         Ok(c) => c,
         Err((s, m)) => {
@@ -150,14 +174,23 @@ async fn rtc(
             return (s, m).into_response();
         }
     };
-    let start = match (q.get("reconnect").map(String::as_str), q.get("sid")) {
-        (Some("1" | "true"), Some(sid)) if !sid.is_empty() => Start::Resume { sid: sid.clone() },
-        _ => Start::Join,
+    let join_request = match q.get("join_request").map(|j| signal::decode_join_request(j)) {
+        Some(Ok(j)) => Some(j),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        None if path == "/rtc/v1" => return (StatusCode::BAD_REQUEST, "join_request required").into_response(),
+        None => None,
     };
-    tracing::info!(path = "/rtc", room = claims.video.room, identity = claims.identity(), "signalling session");
+    let (start, mode) = match join_request {
+        Some(j) => (Start::JoinV1(Box::new(j)), SignalPath::V1),
+        None => match (q.get("reconnect").map(String::as_str), q.get("sid")) {
+            (Some("1" | "true"), Some(sid)) if !sid.is_empty() => (Start::Resume { sid: sid.clone() }, SignalPath::V0),
+            _ => (Start::Join, SignalPath::V0),
+        },
+    };
+    tracing::info!(path, room = claims.video.room, identity = claims.identity(), "signalling session");
     let hub = app.hub.clone();
     ws.max_message_size(signal::MAX_SIGNAL_BYTES)
-        .on_upgrade(move |socket| signal::run(socket, hub, claims, start, SignalPath::V0))
+        .on_upgrade(move |socket| signal::run(socket, hub, claims, start, mode))
 }
 
 async fn twirp_call(

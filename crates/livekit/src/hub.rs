@@ -18,7 +18,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use livekit_protocol as proto;
 use prost::Message;
 use proto::{signal_response, DataPacket, ParticipantInfo, SignalResponse, TrackInfo};
-use switchyard_sfu::{Event, LayerChoice, ParticipantId, Router, TrackId, TrackKind, TrackLabel};
+use switchyard_sfu::{
+    Event, LayerChoice, ParticipantId, PcMode, Router, TrackId, TrackKind, TrackLabel,
+};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::settings::Settings;
@@ -38,6 +40,8 @@ pub(crate) type Tx = UnboundedSender<Outbound>;
 pub(crate) enum SignalPath {
     /// `/rtc`: publisher + subscriber connections.
     V0,
+    /// `/rtc/v1` (or `/rtc` with `join_request`): one connection, the client offers.
+    V1,
 }
 
 pub(crate) struct Published {
@@ -201,7 +205,11 @@ impl Hub {
         }
         self.create_room(&room_name);
         let now = Instant::now();
-        let router_id = self.router.add_participant(&room_name, now);
+        let mode = match path {
+            SignalPath::V0 => PcMode::Dual,
+            SignalPath::V1 => PcMode::Single,
+        };
+        let router_id = self.router.add_participant(&room_name, mode, now);
         let (secs, ms) = unix_now();
         let g = &claims.video;
         let info = ParticipantInfo {
@@ -246,7 +254,7 @@ impl Hub {
             participant: Some(info.clone()),
             other_participants: others,
             server_version: crate::SERVER_VERSION.into(),
-            subscriber_primary: true,
+            subscriber_primary: path == SignalPath::V0,
             ping_timeout: 15,
             ping_interval: 5,
             server_info: Some(server_info()),
@@ -459,6 +467,23 @@ impl Hub {
                 reliable,
                 data,
             } => self.relay_data(from, reliable, &data),
+            Event::NeedOffer {
+                participant,
+                audio,
+                video,
+            } => {
+                let Some((room, identity)) = self.by_router.get(&participant).cloned() else {
+                    return;
+                };
+                if let Some(tx) = self.participant(&room, &identity).and_then(|p| p.tx.as_ref()) {
+                    let _ = tx.send(signal(signal_response::Message::MediaSectionsRequirement(
+                        proto::MediaSectionsRequirement {
+                            num_audios: audio,
+                            num_videos: video,
+                        },
+                    )));
+                }
+            }
             Event::Connected { participant, role } => {
                 tracing::debug!(%participant, ?role, "peer connection up");
             }
@@ -626,6 +651,35 @@ impl Hub {
                 t.info.mid = mid.clone();
             }
         }
+    }
+
+    /// `mid → TR_ sid` for an answer: the participant's own published tracks and, in
+    /// single-connection mode, the tracks we send it.
+    pub(crate) fn mid_to_track_id(&self, room: &str, identity: &str) -> HashMap<String, String> {
+        let Some(r) = self.rooms.get(room) else {
+            return HashMap::new();
+        };
+        let Some(me) = r.participants.get(identity) else {
+            return HashMap::new();
+        };
+        let mut map: HashMap<String, String> = me
+            .tracks
+            .iter()
+            .filter(|t| !t.info.mid.is_empty())
+            .map(|t| (t.info.mid.clone(), t.info.sid.clone()))
+            .collect();
+        for (mid, tid) in self.router.outgoing(me.router) {
+            let sid = r
+                .participants
+                .values()
+                .flat_map(|p| p.tracks.iter())
+                .find(|t| t.router == Some(tid))
+                .map(|t| t.info.sid.clone());
+            if let Some(sid) = sid {
+                map.insert(mid, sid);
+            }
+        }
+        map
     }
 
     /// Applies `UpdateTrackSettings` for a subscriber.

@@ -22,7 +22,52 @@ const RESUME_GRACE: Duration = Duration::from_secs(10);
 /// How the session starts.
 pub(crate) enum Start {
     Join,
+    /// `/rtc/v1`: join with the client's first offer (and tracks) inline.
+    JoinV1(Box<proto::JoinRequest>),
     Resume { sid: String },
+}
+
+/// Largest decompressed `join_request`.
+const MAX_JOIN_REQUEST: u64 = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinRequestError {
+    #[error("join_request is not base64")]
+    Base64,
+    #[error("join_request is not a WrappedJoinRequest")]
+    Wrapped,
+    #[error("join_request does not decompress")]
+    Gzip,
+    #[error("join_request is too large")]
+    TooLarge,
+    #[error("join_request is not a JoinRequest")]
+    Join,
+}
+
+/// Decodes the `join_request` query parameter: URL-safe base64 (padding optional) of a
+/// `WrappedJoinRequest`, whose payload may be gzip'd.
+pub fn decode_join_request(param: &str) -> Result<proto::JoinRequest, JoinRequestError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use std::io::Read;
+    let raw = URL_SAFE_NO_PAD
+        .decode(param.trim_end_matches('='))
+        .map_err(|_| JoinRequestError::Base64)?;
+    let wrapped = proto::WrappedJoinRequest::decode(raw.as_slice()).map_err(|_| JoinRequestError::Wrapped)?;
+    let bytes = if wrapped.compression == proto::wrapped_join_request::Compression::Gzip as i32 {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(wrapped.join_request.as_slice())
+            .take(MAX_JOIN_REQUEST + 1)
+            .read_to_end(&mut out)
+            .map_err(|_| JoinRequestError::Gzip)?;
+        out
+    } else {
+        wrapped.join_request
+    };
+    if bytes.len() as u64 > MAX_JOIN_REQUEST {
+        return Err(JoinRequestError::TooLarge);
+    }
+    proto::JoinRequest::decode(bytes.as_slice()).map_err(|_| JoinRequestError::Join)
 }
 
 /// Decodes one client frame. Kept separate for the fuzz target.
@@ -78,10 +123,20 @@ pub(crate) async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let room = claims.video.room.clone();
     let identity = claims.identity().to_owned();
+    let mut first: Option<Box<proto::JoinRequest>> = None;
     let joined = {
         let mut h = hub.lock().expect("hub lock");
         match start {
             Start::Join => h.join(claims.clone(), tx, path).map(|(_, s)| s),
+            Start::JoinV1(req) if req.reconnect && !req.participant_sid.is_empty() => {
+                let r = h.resume(&claims, &req.participant_sid, tx);
+                first = Some(req);
+                r
+            }
+            Start::JoinV1(req) => {
+                first = Some(req);
+                h.join(claims.clone(), tx, path).map(|(_, s)| s)
+            }
             Start::Resume { sid } => h.resume(&claims, &sid, tx),
         }
     };
@@ -106,6 +161,31 @@ pub(crate) async fn run(
     // cid → TR_ sid of tracks announced by add_track whose m-line has not been offered yet.
     let mut pending_cids: HashMap<String, String> = HashMap::new();
     let mut left = false;
+    // v1: the join request carries the first tracks and offer; handle them as if sent.
+    if let Some(req) = first {
+        let req = *req;
+        // `join` (queued by the hub) must go out before the answer to the inline offer.
+        while let Ok(Outbound::Signal(m)) = rx.try_recv() {
+            if ws.send(WsMessage::Binary(m.encode_to_vec().into())).await.is_err() {
+                return;
+            }
+        }
+        let mut inline: Vec<signal_request::Message> = req
+            .add_track_requests
+            .into_iter()
+            .map(signal_request::Message::AddTrack)
+            .collect();
+        if let Some(offer) = req.publisher_offer {
+            inline.push(signal_request::Message::Offer(offer));
+        }
+        for m in inline {
+            if let Flow::Close | Flow::Leave = handle(&hub, &room, &identity, m, &mut pending_cids, &mut ws).await {
+                let mut h = hub.lock().expect("hub lock");
+                h.remove_participant(&room, &identity, None);
+                return;
+            }
+        }
+    }
     loop {
         tokio::select! {
             out = rx.recv() => match out {
@@ -194,16 +274,7 @@ async fn handle(
                 h.flush();
                 match r {
                     Ok(sdp) => {
-                        let mid_to_track_id = h
-                            .participant(room, identity)
-                            .map(|p| {
-                                p.tracks
-                                    .iter()
-                                    .filter(|t| !t.info.mid.is_empty())
-                                    .map(|t| (t.info.mid.clone(), t.info.sid.clone()))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                        let mid_to_track_id = h.mid_to_track_id(room, identity);
                         Some(signal_response::Message::Answer(proto::SessionDescription {
                             r#type: "answer".into(),
                             sdp,

@@ -79,6 +79,14 @@ pub enum Event {
         participant: ParticipantId,
         sdp: String,
     },
+    /// Single-connection mode: the client must send a new offer, after adding this many
+    /// receive-only audio and video m-lines (both may be zero: the answer to the new offer
+    /// then carries changed track assignments).
+    NeedOffer {
+        participant: ParticipantId,
+        audio: u32,
+        video: u32,
+    },
     /// A data-channel message from a participant.
     Data {
         from: ParticipantId,
@@ -95,6 +103,15 @@ pub enum Event {
         participant: ParticipantId,
         role: PcRole,
     },
+}
+
+/// How a participant's media is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PcMode {
+    /// A publisher connection (client offers) and a subscriber connection (we offer).
+    Dual,
+    /// One connection, client always offers; we send on the receive-only m-lines it offers.
+    Single,
 }
 
 /// Static router settings.
@@ -166,8 +183,14 @@ impl OutTrack {
 
 struct Participant {
     room: String,
+    mode: PcMode,
     publisher: Option<Pc>,
-    subscriber: Pc,
+    /// Only in [`PcMode::Dual`].
+    subscriber: Option<Pc>,
+    /// Single mode: the client's receive-only m-lines we may send on.
+    slots: Vec<(Mid, TrackKind)>,
+    /// Single mode: a NeedOffer is out and no offer came back yet.
+    offer_requested: bool,
     pending: Option<SdpPendingOffer>,
     out: Vec<OutTrack>,
     /// Set when the subscriber connection still needs its first offer sent.
@@ -240,10 +263,10 @@ impl Router {
     /// Adds a participant to `room` and prepares its subscriber connection (with the
     /// `_reliable`/`_lossy` data channels and every track already published in the room).
     /// Its first offer comes out as [`Event::SubscriberOffer`].
-    pub fn add_participant(&mut self, room: &str, now: Instant) -> ParticipantId {
+    pub fn add_participant(&mut self, room: &str, mode: PcMode, now: Instant) -> ParticipantId {
         self.now = now;
         let id = ParticipantId(self.next());
-        let sub = Pc::new(now, &self.config.candidates);
+        let sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config.candidates));
         let out = self
             .tracks
             .iter()
@@ -264,8 +287,11 @@ impl Router {
             id,
             Participant {
                 room: room.to_owned(),
+                mode,
                 publisher: None,
                 subscriber: sub,
+                slots: Vec::new(),
+                offer_requested: false,
                 pending: None,
                 out,
                 needs_offer: true,
@@ -281,7 +307,9 @@ impl Router {
         let Some(mut p) = self.participants.remove(&id) else {
             return;
         };
-        p.subscriber.rtc.disconnect();
+        if let Some(pc) = p.subscriber.as_mut() {
+            pc.rtc.disconnect();
+        }
         if let Some(pc) = p.publisher.as_mut() {
             pc.rtc.disconnect();
         }
@@ -337,9 +365,15 @@ impl Router {
             .publisher
             .get_or_insert_with(|| Pc::new(now, &candidates));
         let answer = pc.rtc.sdp_api().accept_offer(offer)?;
+        p.offer_requested = false;
         self.drain(id, PcRole::Publisher);
+        let mut sdp = answer.to_sdp_string();
+        if self.participants.get(&id).is_some_and(|p| p.mode == PcMode::Single) {
+            self.assign_slots(id, false);
+            sdp = self.rewrite_single_answer(id, &sdp);
+        }
         self.pump();
-        Ok(answer.to_sdp_string())
+        Ok(sdp)
     }
 
     /// Applies the client's answer to our last subscriber offer.
@@ -355,8 +389,11 @@ impl Router {
             .participants
             .get_mut(&id)
             .ok_or(SfuError::NoParticipant)?;
+        let Some(sub) = p.subscriber.as_mut() else {
+            return Err(SfuError::NoPendingOffer);
+        };
         let pending = p.pending.take().ok_or(SfuError::NoPendingOffer)?;
-        p.subscriber.rtc.sdp_api().accept_answer(pending, answer)?;
+        sub.rtc.sdp_api().accept_answer(pending, answer)?;
         for ot in &mut p.out {
             if let OutState::Negotiating(m) = ot.state {
                 ot.state = OutState::Open(m);
@@ -384,11 +421,7 @@ impl Router {
             .participants
             .get_mut(&id)
             .ok_or(SfuError::NoParticipant)?;
-        let pc = match role {
-            PcRole::Publisher => p.publisher.as_mut(),
-            PcRole::Subscriber => Some(&mut p.subscriber),
-        };
-        if let Some(pc) = pc {
+        if let Some(pc) = p.pc_mut(role) {
             pc.rtc.add_remote_candidate(c);
         }
         self.drain(id, role);
@@ -461,11 +494,13 @@ impl Router {
             return false;
         };
         let label = if reliable { RELIABLE_LABEL } else { LOSSY_LABEL };
-        let Some(cid) = p.subscriber.channel_id(label) else {
+        let Some(pc) = p.pc_mut(PcRole::Subscriber) else {
             return false;
         };
-        let ok = p
-            .subscriber
+        let Some(cid) = pc.channel_id(label) else {
+            return false;
+        };
+        let ok = pc
             .rtc
             .channel(cid)
             .and_then(|mut ch| ch.write(true, data).ok())
@@ -489,7 +524,7 @@ impl Router {
         });
         if owner.is_none() {
             owner = self.participants.iter().find_map(|(id, p)| {
-                if p.subscriber.rtc.accepts(&input) {
+                if p.subscriber.as_ref().is_some_and(|pc| pc.rtc.accepts(&input)) {
                     return Some((*id, PcRole::Subscriber));
                 }
                 p.publisher
@@ -520,7 +555,11 @@ impl Router {
             .iter()
             .flat_map(|(id, p)| {
                 let mut v = Vec::with_capacity(2);
-                if p.subscriber.timeout.is_some_and(|t| t <= now) {
+                if p
+                    .subscriber
+                    .as_ref()
+                    .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
+                {
                     v.push((*id, PcRole::Subscriber));
                 }
                 if p.publisher
@@ -549,7 +588,7 @@ impl Router {
             .values()
             .flat_map(|p| {
                 [
-                    p.subscriber.timeout,
+                    p.subscriber.as_ref().and_then(|pc| pc.timeout),
                     p.publisher.as_ref().and_then(|pc| pc.timeout),
                 ]
             })
@@ -571,11 +610,18 @@ impl Router {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
+        if p.mode == PcMode::Single {
+            self.assign_slots(id, true);
+            return;
+        }
         if p.pending.is_some() {
             return;
         }
         let tracks = &self.tracks;
-        let mut api = p.subscriber.rtc.sdp_api();
+        let Some(sub) = p.subscriber.as_mut() else {
+            return;
+        };
+        let mut api = sub.rtc.sdp_api();
         if p.needs_offer {
             // The first offer carries the two data channels the client adopts.
             api.add_channel_with_config(ChannelConfig {
@@ -637,10 +683,12 @@ impl Router {
     fn drain(&mut self, id: ParticipantId, role: PcRole) {
         let mut media = Vec::new();
         let mut keyframe_requests = Vec::new();
+        let mut new_slots = Vec::new();
         loop {
             let Some(p) = self.participants.get_mut(&id) else {
                 return;
             };
+            let mode = p.mode;
             let Some(pc) = p.pc_mut(role) else { return };
             if pc.dead {
                 pc.timeout = None;
@@ -684,7 +732,14 @@ impl Router {
                         }
                     }
                     RtcEvent::MediaAdded(m) if role == PcRole::Publisher => {
-                        if m.direction == Direction::RecvOnly || m.direction == Direction::SendRecv
+                        if m.direction == Direction::SendOnly && mode == PcMode::Single {
+                            let kind = match m.kind {
+                                MediaKind::Audio => TrackKind::Audio,
+                                MediaKind::Video => TrackKind::Video,
+                            };
+                            new_slots.push((m.mid, kind));
+                        } else if m.direction == Direction::RecvOnly
+                            || m.direction == Direction::SendRecv
                         {
                             let rids: Vec<Rid> = m
                                 .simulcast
@@ -720,7 +775,9 @@ impl Router {
                         }
                     }
                     RtcEvent::MediaData(d) if role == PcRole::Publisher => media.push(d),
-                    RtcEvent::KeyframeRequest(k) if role == PcRole::Subscriber => {
+                    RtcEvent::KeyframeRequest(k)
+                        if role == PcRole::Subscriber || mode == PcMode::Single =>
+                    {
                         keyframe_requests.push(k.mid)
                     }
                     RtcEvent::ChannelOpen(cid, label) => {
@@ -744,6 +801,11 @@ impl Router {
                 },
             }
         }
+        if !new_slots.is_empty() {
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.slots.extend(new_slots);
+            }
+        }
         for d in media {
             self.forward(id, d);
         }
@@ -755,6 +817,119 @@ impl Router {
     /// Frames waiting to go out were written inside `drain`; nothing else is deferred, but
     /// keep one place to extend (e.g. batching) later.
     fn pump(&mut self) {}
+
+    /// Single mode: binds waiting outgoing tracks to free receive-only m-lines and drops
+    /// stopped ones. With `request`, asks the client for an offer if anything changed or
+    /// more m-lines are needed (inside an offer/answer exchange the answer carries it).
+    fn assign_slots(&mut self, id: ParticipantId, request: bool) {
+        let tracks = &self.tracks;
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut changed = false;
+        let before = p.out.len();
+        p.out.retain(|o| {
+            !matches!(o.state, OutState::ToStop(_) | OutState::NegotiatingStop(_))
+        });
+        changed |= p.out.len() != before;
+        let (mut need_audio, mut need_video) = (0u32, 0u32);
+        for i in 0..p.out.len() {
+            if p.out[i].state != OutState::ToOpen {
+                continue;
+            }
+            let Some(t) = tracks.get(&p.out[i].track).filter(|t| t.label.is_some()) else {
+                continue;
+            };
+            let kind = t.kind;
+            let used: Vec<Mid> = p.out.iter().filter_map(|o| o.mid()).collect();
+            match p
+                .slots
+                .iter()
+                .find(|(m, k)| *k == kind && !used.contains(m))
+            {
+                Some((mid, _)) => {
+                    p.out[i].state = OutState::Open(*mid);
+                    changed = true;
+                }
+                None => match kind {
+                    TrackKind::Audio => need_audio += 1,
+                    TrackKind::Video => need_video += 1,
+                },
+            }
+        }
+        if request && (changed || need_audio > 0 || need_video > 0) && !p.offer_requested {
+            p.offer_requested = true;
+            self.events.push_back(Event::NeedOffer {
+                participant: id,
+                audio: need_audio,
+                video: need_video,
+            });
+        }
+    }
+
+    /// Single mode: makes the answer tell the truth about what we send. str0m answers every
+    /// receive-only m-line as send-only with a random msid; the client must instead see
+    /// `inactive` on free m-lines and the publisher's stream/track ids on assigned ones
+    /// (its ontrack handler reads the participant from the stream id).
+    fn rewrite_single_answer(&self, id: ParticipantId, sdp: &str) -> String {
+        let Some(p) = self.participants.get(&id) else {
+            return sdp.to_owned();
+        };
+        let label_of = |mid: &str| -> Option<Option<&TrackLabel>> {
+            let (m, _) = p.slots.iter().find(|(m, _)| m.to_string() == mid)?;
+            let assigned = p
+                .out
+                .iter()
+                .find(|o| o.mid() == Some(*m))
+                .and_then(|o| self.tracks.get(&o.track))
+                .and_then(|t| t.label.as_ref());
+            Some(assigned)
+        };
+        let mut out = String::with_capacity(sdp.len() + 256);
+        for section in split_sections(sdp) {
+            let mid = section
+                .lines()
+                .find_map(|l| l.strip_prefix("a=mid:"))
+                .map(str::trim);
+            let Some(slot) = mid.and_then(label_of) else {
+                out.push_str(section);
+                continue;
+            };
+            for line in section.split_inclusive('\n') {
+                let bare = line.trim_end();
+                match slot {
+                    None if bare == "a=sendonly" => out.push_str("a=inactive\r\n"),
+                    None if bare.starts_with("a=msid:") => {}
+                    None if bare.starts_with("a=ssrc") || bare.starts_with("a=ssrc-group") => {}
+                    Some(label) if bare.starts_with("a=msid:") => {
+                        out.push_str(&format!("a=msid:{} {}\r\n", label.stream_id, label.track_id));
+                    }
+                    Some(label) if bare.starts_with("a=ssrc:") && bare.contains(" msid:") => {
+                        let ssrc = bare.split_whitespace().next().unwrap_or("a=ssrc:0");
+                        out.push_str(&format!("{ssrc} msid:{} {}\r\n", label.stream_id, label.track_id));
+                    }
+                    _ => out.push_str(line),
+                }
+            }
+        }
+        out
+    }
+
+    /// Single mode: `(mid, track)` for every m-line we send a track on.
+    pub fn outgoing(&self, id: ParticipantId) -> Vec<(String, TrackId)> {
+        self.participants
+            .get(&id)
+            .map(|p| {
+                p.out
+                    .iter()
+                    .filter_map(|o| match o.state {
+                        OutState::Open(m) => Some((m.to_string(), o.track)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 
     fn forward(&mut self, from: ParticipantId, d: MediaData) {
         let now = self.now;
@@ -815,7 +990,8 @@ impl Router {
                     if !d.contiguous && is_video {
                         want_keyframe.push(layer);
                     }
-                    let Some(w) = p.subscriber.rtc.writer(mid) else {
+                    let Some(w) = p.pc_mut(PcRole::Subscriber).and_then(|pc| pc.rtc.writer(mid))
+                    else {
                         tracing::trace!(%s, %mid, "no writer");
                         continue;
                     };
@@ -876,18 +1052,27 @@ impl Router {
 }
 
 impl Participant {
+    /// In single mode both roles are the one connection.
     fn pc(&self, role: PcRole) -> Option<&Pc> {
-        match role {
-            PcRole::Publisher => self.publisher.as_ref(),
-            PcRole::Subscriber => Some(&self.subscriber),
+        match (self.mode, role) {
+            (PcMode::Single, _) | (PcMode::Dual, PcRole::Publisher) => self.publisher.as_ref(),
+            (PcMode::Dual, PcRole::Subscriber) => self.subscriber.as_ref(),
         }
     }
     fn pc_mut(&mut self, role: PcRole) -> Option<&mut Pc> {
-        match role {
-            PcRole::Publisher => self.publisher.as_mut(),
-            PcRole::Subscriber => Some(&mut self.subscriber),
+        match (self.mode, role) {
+            (PcMode::Single, _) | (PcMode::Dual, PcRole::Publisher) => self.publisher.as_mut(),
+            (PcMode::Dual, PcRole::Subscriber) => self.subscriber.as_mut(),
         }
     }
+}
+
+/// Splits an SDP into the session part and one slice per m-section, each keeping its line ends.
+fn split_sections(sdp: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = sdp.match_indices("\nm=").map(|(i, _)| i + 1).collect();
+    starts.insert(0, 0);
+    starts.push(sdp.len());
+    starts.windows(2).map(|w| &sdp[w[0]..w[1]]).collect()
 }
 
 fn default_target(t: &Track) -> Target {
