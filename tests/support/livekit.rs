@@ -109,3 +109,50 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// Mints an HS256 access token. `video` is the grant object; `ttl_secs` may be negative.
+pub fn token(key: &str, secret: &str, identity: &str, video: serde_json::Value, ttl_secs: i64) -> String {
+    let now = crate::creds::unix_now() as i64;
+    let claims = serde_json::json!({
+        "iss": key, "sub": identity, "nbf": now - 5, "exp": now + ttl_secs, "video": video,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode token")
+}
+
+/// A join token for `room` with the test key pair and extra grant fields.
+pub fn join_token(identity: &str, room: &str, extra: serde_json::Value) -> String {
+    let mut video = serde_json::json!({"roomJoin": true, "room": room});
+    if let (Some(v), Some(e)) = (video.as_object_mut(), extra.as_object()) {
+        v.extend(e.clone());
+    }
+    token(API_KEY, API_SECRET, identity, video, 600)
+}
+
+/// One plain HTTP/1.1 request on loopback; returns (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(body).expect("write body");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
