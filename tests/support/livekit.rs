@@ -57,7 +57,10 @@ impl LivekitServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("switchyard livekit not listening on {http}:\n{}", s.child.log());
+        panic!(
+            "switchyard livekit not listening on {http}:\n{}",
+            s.child.log()
+        );
     }
 
     pub fn ws_url(&self) -> String {
@@ -111,7 +114,13 @@ fn strip_ansi(s: &str) -> String {
 }
 
 /// Mints an HS256 access token. `video` is the grant object; `ttl_secs` may be negative.
-pub fn token(key: &str, secret: &str, identity: &str, video: serde_json::Value, ttl_secs: i64) -> String {
+pub fn token(
+    key: &str,
+    secret: &str,
+    identity: &str,
+    video: serde_json::Value,
+    ttl_secs: i64,
+) -> String {
     let now = crate::creds::unix_now() as i64;
     let claims = serde_json::json!({
         "iss": key, "sub": identity, "nbf": now - 5, "exp": now + ttl_secs, "video": video,
@@ -134,11 +143,20 @@ pub fn join_token(identity: &str, room: &str, extra: serde_json::Value) -> Strin
 }
 
 /// One plain HTTP/1.1 request on loopback; returns (status, body).
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -153,6 +171,9 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }

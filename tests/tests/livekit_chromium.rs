@@ -24,7 +24,10 @@ fn chromium() -> Need<PathBuf> {
     if is_executable(&p) {
         Ok(p)
     } else {
-        Err(Skip::new(format!("{} not found (tests/install-peers.sh)", p.display())))
+        Err(Skip::new(format!(
+            "{} not found (tests/install-peers.sh)",
+            p.display()
+        )))
     }
 }
 
@@ -60,7 +63,14 @@ fn call(p: Peers, single_pc: &str, package: &str, room: &str) -> (Value, Livekit
     let server = LivekitServer::start(&[]).unwrap_or_else(|s| panic!("server: {}", s.0));
     let mut cmd = Command::new(node);
     cmd.arg(package_dir().join("js/livekit_call.mjs"))
-        .args([&server.ws_url(), API_KEY, API_SECRET, room, single_pc, package])
+        .args([
+            &server.ws_url(),
+            API_KEY,
+            API_SECRET,
+            room,
+            single_pc,
+            package,
+        ])
         .env("CHROMIUM", &browser)
         .env("LK_TIMEOUT_MS", "75000");
     let done = run_bounded(
@@ -81,7 +91,8 @@ fn call(p: Peers, single_pc: &str, package: &str, room: &str) -> (Value, Livekit
         .rev()
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON verdict: {context}"));
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {context}"));
+    let v: Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {context}"));
     assert_eq!(v["ok"], Value::Bool(true), "call failed: {context}");
     (v, server)
 }
@@ -98,7 +109,10 @@ fn assert_media(v: &Value) {
             b["audio"]["packetsReceived"].as_u64() > a["audio"]["packetsReceived"].as_u64(),
             "{who}: audio packets not rising: {m}"
         );
-        assert!(b["video"]["width"].as_u64().unwrap_or(0) > 0, "{who}: no frame size: {m}");
+        assert!(
+            b["video"]["width"].as_u64().unwrap_or(0) > 0,
+            "{who}: no frame size: {m}"
+        );
     }
     assert_eq!(v["steps"]["data"], "alice:hello-over-sfu");
     assert_eq!(v["steps"]["mute"], "alice:video");

@@ -59,7 +59,12 @@ fn run_script(py: PathBuf, server: &LivekitServer, script: &str, args: &[&str]) 
 fn twirp_room_service_with_livekit_api() {
     let py = need!(livekit_python());
     let server = need!(LivekitServer::start(&[]));
-    let v = run_script(py, &server, "livekit_twirp.py", &[&server.http_url(), API_KEY, API_SECRET]);
+    let v = run_script(
+        py,
+        &server,
+        "livekit_twirp.py",
+        &[&server.http_url(), API_KEY, API_SECRET],
+    );
     assert_eq!(v["absent"]["code"], "not_found");
     assert_eq!(v["wrong_secret"], "unauthenticated");
 }

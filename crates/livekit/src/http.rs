@@ -35,14 +35,22 @@ pub struct Server {
 
 /// Binds the HTTP listener and the UDP socket, starts the media thread and serves HTTP on
 /// the current tokio runtime until the process ends.
-pub async fn serve(settings: Settings) -> std::io::Result<(Server, impl std::future::Future<Output = std::io::Result<()>>)> {
+pub async fn serve(
+    settings: Settings,
+) -> std::io::Result<(
+    Server,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
     let settings = Arc::new(settings);
     let bind_ip = settings
         .bind
         .first()
         .copied()
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let udp = Arc::new(UdpSocket::bind(SocketAddr::new(bind_ip, settings.udp_port))?);
+    let udp = Arc::new(UdpSocket::bind(SocketAddr::new(
+        bind_ip,
+        settings.udp_port,
+    ))?);
     let udp_addr = udp.local_addr()?;
     let advertised = settings.advertised_ips();
     let candidates = advertised
@@ -68,7 +76,10 @@ pub async fn serve(settings: Settings) -> std::io::Result<(Server, impl std::fut
             }
         });
     }
-    let app = App { hub, settings: settings.clone() };
+    let app = App {
+        hub,
+        settings: settings.clone(),
+    };
     let routes = Routes::new()
         .route("/", get(|| async { "OK" }))
         .route("/rtc", get(rtc))
@@ -77,11 +88,18 @@ pub async fn serve(settings: Settings) -> std::io::Result<(Server, impl std::fut
         .route("/rtc/v1/validate", get(validate_v1))
         .route("/twirp/livekit.RoomService/{method}", post(twirp_call))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(bind_ip, settings.http_port)).await?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(bind_ip, settings.http_port)).await?;
     let http_addr = listener.local_addr()?;
     tracing::info!(%http_addr, %udp_addr, "livekit-compatible SFU listening");
     let fut = async move { axum::serve(listener, routes).await };
-    Ok((Server { http_addr, udp_addr }, fut))
+    Ok((
+        Server {
+            http_addr,
+            udp_addr,
+        },
+        fut,
+    ))
 }
 
 fn token_of<'a>(q: &'a HashMap<String, String>, headers: &'a HeaderMap) -> Option<&'a str> {
@@ -94,7 +112,11 @@ fn token_of<'a>(q: &'a HashMap<String, String>, headers: &'a HeaderMap) -> Optio
 }
 
 /// The checks shared by `/rtc` and `/rtc/validate`, with livekit-server's statuses.
-fn check(app: &App, q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Claims, (StatusCode, String)> {
+fn check(
+    app: &App,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Claims, (StatusCode, String)> {
     let Some(t) = token_of(q, headers) else {
         return Err((StatusCode::UNAUTHORIZED, "no access token".into()));
     };
@@ -116,12 +138,18 @@ fn check(app: &App, q: &HashMap<String, String>, headers: &HeaderMap) -> Result<
 }
 
 fn cors(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
     r
 }
 
-async fn validate(State(app): State<App>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn validate(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     cors(match check(&app, &q, &headers) {
         Ok(_) => (StatusCode::OK, "success").into_response(),
         Err((s, m)) => (s, m).into_response(),
@@ -129,10 +157,17 @@ async fn validate(State(app): State<App>, Query(q): Query<HashMap<String, String
 }
 
 /// `/rtc/v1/validate`: the `/rtc` checks plus a decodable `join_request`.
-async fn validate_v1(State(app): State<App>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn validate_v1(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     cors(match check(&app, &q, &headers) {
         Err((s, m)) => (s, m).into_response(),
-        Ok(_) => match q.get("join_request").map(|j| signal::decode_join_request(j)) {
+        Ok(_) => match q
+            .get("join_request")
+            .map(|j| signal::decode_join_request(j))
+        {
             Some(Ok(_)) => (StatusCode::OK, "success").into_response(),
             Some(Err(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
             None => (StatusCode::BAD_REQUEST, "join_request required").into_response(),
@@ -166,7 +201,13 @@ async fn rtc(
 
 /// Validates and upgrades a signalling request. `/rtc/v1` needs a `join_request`; `/rtc`
 /// with one (the Go SDK's single-PC mode) is served the same way.
-fn upgrade(app: App, q: HashMap<String, String>, headers: HeaderMap, ws: WebSocketUpgrade, path: &'static str) -> Response {
+fn upgrade(
+    app: App,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+    path: &'static str,
+) -> Response {
     let claims = match check(&app, &q, &headers) {
         Ok(c) => c,
         Err((s, m)) => {
@@ -174,20 +215,32 @@ fn upgrade(app: App, q: HashMap<String, String>, headers: HeaderMap, ws: WebSock
             return (s, m).into_response();
         }
     };
-    let join_request = match q.get("join_request").map(|j| signal::decode_join_request(j)) {
+    let join_request = match q
+        .get("join_request")
+        .map(|j| signal::decode_join_request(j))
+    {
         Some(Ok(j)) => Some(j),
         Some(Err(e)) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-        None if path == "/rtc/v1" => return (StatusCode::BAD_REQUEST, "join_request required").into_response(),
+        None if path == "/rtc/v1" => {
+            return (StatusCode::BAD_REQUEST, "join_request required").into_response();
+        }
         None => None,
     };
     let (start, mode) = match join_request {
         Some(j) => (Start::JoinV1(Box::new(j)), SignalPath::V1),
         None => match (q.get("reconnect").map(String::as_str), q.get("sid")) {
-            (Some("1" | "true"), Some(sid)) if !sid.is_empty() => (Start::Resume { sid: sid.clone() }, SignalPath::V0),
+            (Some("1" | "true"), Some(sid)) if !sid.is_empty() => {
+                (Start::Resume { sid: sid.clone() }, SignalPath::V0)
+            }
             _ => (Start::Join, SignalPath::V0),
         },
     };
-    tracing::info!(path, room = claims.video.room, identity = claims.identity(), "signalling session");
+    tracing::info!(
+        path,
+        room = claims.video.room,
+        identity = claims.identity(),
+        "signalling session"
+    );
     let hub = app.hub.clone();
     ws.max_message_size(signal::MAX_SIGNAL_BYTES)
         .on_upgrade(move |socket| signal::run(socket, hub, claims, start, mode))

@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use livekit_protocol as proto;
 use prost::Message;
-use proto::{signal_response, DataPacket, ParticipantInfo, SignalResponse, TrackInfo};
+use proto::{DataPacket, ParticipantInfo, SignalResponse, TrackInfo, signal_response};
 use switchyard_sfu::{
     Event, LayerChoice, ParticipantId, PcMode, Router, TrackId, TrackKind, TrackLabel,
 };
@@ -278,7 +278,8 @@ impl Hub {
                 next_offer_id: 1,
             },
         );
-        self.by_router.insert(router_id, (room_name.clone(), identity));
+        self.by_router
+            .insert(router_id, (room_name.clone(), identity));
         if !info.permission.as_ref().is_some_and(|p| p.hidden) {
             self.broadcast_update(&room_name, vec![info], Some(&sid));
         }
@@ -311,7 +312,11 @@ impl Hub {
             },
         )));
         p.tx = Some(tx);
-        tracing::info!(room = claims.video.room, identity = claims.identity(), "participant resumed");
+        tracing::info!(
+            room = claims.video.room,
+            identity = claims.identity(),
+            "participant resumed"
+        );
         Ok(session)
     }
 
@@ -359,18 +364,21 @@ impl Hub {
             room.empty_since = Some(Instant::now());
         }
         if let (Some(reason), Some(tx)) = (reason, p.tx.as_ref()) {
-            let _ = tx.send(signal(signal_response::Message::Leave(proto::LeaveRequest {
-                reason: reason as i32,
-                action: proto::leave_request::Action::Disconnect as i32,
-                ..Default::default()
-            })));
+            let _ = tx.send(signal(signal_response::Message::Leave(
+                proto::LeaveRequest {
+                    reason: reason as i32,
+                    action: proto::leave_request::Action::Disconnect as i32,
+                    ..Default::default()
+                },
+            )));
             let _ = tx.send(Outbound::Close);
         }
         self.router.remove_participant(p.router);
         self.by_router.remove(&p.router);
         p.info.state = proto::participant_info::State::Disconnected as i32;
         p.info.version += 1;
-        p.info.disconnect_reason = reason.unwrap_or(proto::DisconnectReason::ClientInitiated) as i32;
+        p.info.disconnect_reason =
+            reason.unwrap_or(proto::DisconnectReason::ClientInitiated) as i32;
         tracing::info!(room = room_name, identity, "participant left");
         if !p.claims.video.hidden {
             self.broadcast_update(room_name, vec![p.info], None);
@@ -386,7 +394,9 @@ impl Hub {
         participants: Vec<ParticipantInfo>,
         skip: Option<&str>,
     ) {
-        let Some(r) = self.rooms.get(room) else { return };
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
         for p in r.participants.values() {
             if Some(p.info.sid.as_str()) == skip {
                 continue;
@@ -475,7 +485,10 @@ impl Hub {
                 let Some((room, identity)) = self.by_router.get(&participant).cloned() else {
                     return;
                 };
-                if let Some(tx) = self.participant(&room, &identity).and_then(|p| p.tx.as_ref()) {
+                if let Some(tx) = self
+                    .participant(&room, &identity)
+                    .and_then(|p| p.tx.as_ref())
+                {
                     let _ = tx.send(signal(signal_response::Message::MediaSectionsRequirement(
                         proto::MediaSectionsRequirement {
                             num_audios: audio,
@@ -518,12 +531,17 @@ impl Hub {
             .iter()
             .position(|t| t.router.is_none() && t.info.mid == mid)
             .or_else(|| {
-                p.tracks
-                    .iter()
-                    .position(|t| t.router.is_none() && t.info.mid.is_empty() && t.info.r#type == want)
+                p.tracks.iter().position(|t| {
+                    t.router.is_none() && t.info.mid.is_empty() && t.info.r#type == want
+                })
             });
         let Some(idx) = idx else {
-            tracing::debug!(room, identity, mid, "media without add_track, not forwarded");
+            tracing::debug!(
+                room,
+                identity,
+                mid,
+                "media without add_track, not forwarded"
+            );
             return;
         };
         let t = &mut p.tracks[idx];
@@ -544,7 +562,9 @@ impl Hub {
         let Some((room, identity)) = self.by_router.get(&from).cloned() else {
             return;
         };
-        let Some(r) = self.rooms.get(&room) else { return };
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
         let Some(sender) = r.participants.get(&identity) else {
             return;
         };
@@ -591,7 +611,8 @@ impl Hub {
         req: proto::AddTrackRequest,
     ) -> Result<TrackInfo, &'static str> {
         let p = self.participant(room, identity).ok_or("gone")?;
-        let source = proto::TrackSource::try_from(req.source).unwrap_or(proto::TrackSource::Unknown);
+        let source =
+            proto::TrackSource::try_from(req.source).unwrap_or(proto::TrackSource::Unknown);
         let allowed = if source == proto::TrackSource::Unknown {
             p.claims.video.can_publish()
         } else {
@@ -600,7 +621,11 @@ impl Hub {
         if !allowed {
             return Err("not allowed to publish this source");
         }
-        if let Some(t) = p.tracks.iter().find(|t| t.info.sid == req.sid && !req.sid.is_empty()) {
+        if let Some(t) = p
+            .tracks
+            .iter()
+            .find(|t| t.info.sid == req.sid && !req.sid.is_empty())
+        {
             return Ok(t.info.clone());
         }
         let layers = req.layers.clone();
@@ -615,7 +640,10 @@ impl Hub {
             disable_dtx: req.disable_dtx,
             source: req.source,
             layers: layers.clone(),
-            mime_type: mime_type(req.r#type, req.simulcast_codecs.first().map(|c| c.codec.as_str())),
+            mime_type: mime_type(
+                req.r#type,
+                req.simulcast_codecs.first().map(|c| c.codec.as_str()),
+            ),
             codecs: req
                 .simulcast_codecs
                 .iter()
@@ -641,13 +669,25 @@ impl Hub {
 
     /// Remembers which mid the client's next offer uses for a pending track (from the
     /// offer's `a=msid` lines, keyed by cid).
-    pub(crate) fn bind_mids(&mut self, room: &str, identity: &str, cid_to_mid: &[(String, String)], pending_cids: &HashMap<String, String>) {
+    pub(crate) fn bind_mids(
+        &mut self,
+        room: &str,
+        identity: &str,
+        cid_to_mid: &[(String, String)],
+        pending_cids: &HashMap<String, String>,
+    ) {
         let Some(p) = self.participant(room, identity) else {
             return;
         };
         for (cid, mid) in cid_to_mid {
-            let Some(sid) = pending_cids.get(cid) else { continue };
-            if let Some(t) = p.tracks.iter_mut().find(|t| &t.info.sid == sid && t.router.is_none()) {
+            let Some(sid) = pending_cids.get(cid) else {
+                continue;
+            };
+            if let Some(t) = p
+                .tracks
+                .iter_mut()
+                .find(|t| &t.info.sid == sid && t.router.is_none())
+            {
                 t.info.mid = mid.clone();
             }
         }
@@ -683,8 +723,15 @@ impl Hub {
     }
 
     /// Applies `UpdateTrackSettings` for a subscriber.
-    pub(crate) fn track_settings(&mut self, room: &str, identity: &str, s: &proto::UpdateTrackSettings) {
-        let Some(r) = self.rooms.get(room) else { return };
+    pub(crate) fn track_settings(
+        &mut self,
+        room: &str,
+        identity: &str,
+        s: &proto::UpdateTrackSettings,
+    ) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
         let Some(sub) = r.participants.get(identity).map(|p| p.router) else {
             return;
         };
@@ -711,7 +758,9 @@ impl Hub {
     /// Closes rooms that stayed empty past their timeout.
     pub(crate) fn reap_rooms(&mut self, now: Instant) {
         self.rooms.retain(|name, r| {
-            let Some(since) = r.empty_since else { return true };
+            let Some(since) = r.empty_since else {
+                return true;
+            };
             let limit = if r.ever_joined {
                 r.info.departure_timeout
             } else {

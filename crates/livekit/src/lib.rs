@@ -7,8 +7,8 @@
 
 #![forbid(unsafe_code)]
 
-mod hub;
 mod http;
+mod hub;
 mod media;
 pub mod settings;
 pub mod signal;

@@ -14,7 +14,12 @@ use crate::hub::Hub;
 const MAX_WAIT: Duration = Duration::from_millis(10);
 
 /// Runs the media loop until the process exits.
-pub(crate) fn run(hub: Arc<Mutex<Hub>>, socket: Arc<UdpSocket>, advertised: Vec<IpAddr>, port: u16) {
+pub(crate) fn run(
+    hub: Arc<Mutex<Hub>>,
+    socket: Arc<UdpSocket>,
+    advertised: Vec<IpAddr>,
+    port: u16,
+) {
     let mut buf = vec![0u8; 2000];
     // The address the peer sent to, as ICE sees it: our advertised address of the same family
     // (the socket may be bound to the unspecified address).
@@ -52,7 +57,11 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, socket: Arc<UdpSocket>, advertised: Vec<
                     h.flush();
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(e) => tracing::debug!("udp receive: {e}"),
         }
         let mut h = hub.lock().expect("hub lock");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use livekit_protocol as proto;
 use prost::Message;
-use proto::{signal_request, signal_response, SignalRequest, SignalResponse};
+use proto::{SignalRequest, SignalResponse, signal_request, signal_response};
 use switchyard_sfu::PcRole;
 use tokio::sync::mpsc;
 
@@ -24,7 +24,9 @@ pub(crate) enum Start {
     Join,
     /// `/rtc/v1`: join with the client's first offer (and tracks) inline.
     JoinV1(Box<proto::JoinRequest>),
-    Resume { sid: String },
+    Resume {
+        sid: String,
+    },
 }
 
 /// Largest decompressed `join_request`.
@@ -53,7 +55,8 @@ pub fn decode_join_request(param: &str) -> Result<proto::JoinRequest, JoinReques
     let raw = URL_SAFE_NO_PAD
         .decode(param.trim_end_matches('='))
         .map_err(|_| JoinRequestError::Base64)?;
-    let wrapped = proto::WrappedJoinRequest::decode(raw.as_slice()).map_err(|_| JoinRequestError::Wrapped)?;
+    let wrapped =
+        proto::WrappedJoinRequest::decode(raw.as_slice()).map_err(|_| JoinRequestError::Wrapped)?;
     let bytes = if wrapped.compression == proto::wrapped_join_request::Compression::Gzip as i32 {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(wrapped.join_request.as_slice())
@@ -95,10 +98,10 @@ pub fn msid_by_mid(sdp: &str) -> Vec<(String, String)> {
             flush(&mut mid, &mut track);
         } else if let Some(m) = line.strip_prefix("a=mid:") {
             mid = Some(m.to_owned());
-        } else if let Some(ms) = line.strip_prefix("a=msid:") {
-            if let Some(t) = ms.split_whitespace().nth(1) {
-                track = Some(t.to_owned());
-            }
+        } else if let Some(ms) = line.strip_prefix("a=msid:")
+            && let Some(t) = ms.split_whitespace().nth(1)
+        {
+            track = Some(t.to_owned());
         }
     }
     flush(&mut mid, &mut track);
@@ -166,7 +169,11 @@ pub(crate) async fn run(
         let req = *req;
         // `join` (queued by the hub) must go out before the answer to the inline offer.
         while let Ok(Outbound::Signal(m)) = rx.try_recv() {
-            if ws.send(WsMessage::Binary(m.encode_to_vec().into())).await.is_err() {
+            if ws
+                .send(WsMessage::Binary(m.encode_to_vec().into()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -179,7 +186,9 @@ pub(crate) async fn run(
             inline.push(signal_request::Message::Offer(offer));
         }
         for m in inline {
-            if let Flow::Close | Flow::Leave = handle(&hub, &room, &identity, m, &mut pending_cids, &mut ws).await {
+            if let Flow::Close | Flow::Leave =
+                handle(&hub, &room, &identity, m, &mut pending_cids, &mut ws).await
+            {
                 let mut h = hub.lock().expect("hub lock");
                 h.remove_participant(&room, &identity, None);
                 return;
@@ -275,12 +284,14 @@ async fn handle(
                 match r {
                     Ok(sdp) => {
                         let mid_to_track_id = h.mid_to_track_id(room, identity);
-                        Some(signal_response::Message::Answer(proto::SessionDescription {
-                            r#type: "answer".into(),
-                            sdp,
-                            id: sd.id,
-                            mid_to_track_id,
-                        }))
+                        Some(signal_response::Message::Answer(
+                            proto::SessionDescription {
+                                r#type: "answer".into(),
+                                sdp,
+                                id: sd.id,
+                                mid_to_track_id,
+                            },
+                        ))
                     }
                     Err(e) => {
                         tracing::info!(room, identity, "publisher offer refused: {e}");
@@ -323,23 +334,24 @@ async fn handle(
                     }
                     Err(why) => {
                         tracing::info!(room, identity, cid, "add_track refused: {why}");
-                        Some(signal_response::Message::RequestResponse(proto::RequestResponse {
-                            reason: proto::request_response::Reason::NotAllowed as i32,
-                            message: why.into(),
-                            ..Default::default()
-                        }))
+                        Some(signal_response::Message::RequestResponse(
+                            proto::RequestResponse {
+                                reason: proto::request_response::Reason::NotAllowed as i32,
+                                message: why.into(),
+                                ..Default::default()
+                            },
+                        ))
                     }
                 }
             }
             M::Mute(m) => {
                 let mut changed = false;
-                if let Some(p) = h.participant(room, identity) {
-                    if let Some(t) = p.tracks.iter_mut().find(|t| t.info.sid == m.sid) {
-                        if t.info.muted != m.muted {
-                            t.info.muted = m.muted;
-                            changed = true;
-                        }
-                    }
+                if let Some(p) = h.participant(room, identity)
+                    && let Some(t) = p.tracks.iter_mut().find(|t| t.info.sid == m.sid)
+                    && t.info.muted != m.muted
+                {
+                    t.info.muted = m.muted;
+                    changed = true;
                 }
                 if changed {
                     h.participant_changed(room, identity);
@@ -382,10 +394,10 @@ async fn handle(
             _ => None,
         }
     };
-    if let Some(m) = reply {
-        if ws.send(WsMessage::Binary(respond(m).into())).await.is_err() {
-            return Flow::Close;
-        }
+    if let Some(m) = reply
+        && ws.send(WsMessage::Binary(respond(m).into())).await.is_err()
+    {
+        return Flow::Close;
     }
     Flow::Continue
 }
@@ -423,7 +435,9 @@ mod tests {
             Some("candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host")
         );
         assert_eq!(
-            candidate_of(r#"{"candidate":"candidate:1 1 udp 2122260223 abcd-ef.local 5000 typ host"}"#),
+            candidate_of(
+                r#"{"candidate":"candidate:1 1 udp 2122260223 abcd-ef.local 5000 typ host"}"#
+            ),
             None
         );
         assert_eq!(candidate_of("not json"), None);

@@ -246,7 +246,10 @@ mod tests {
             verify("not-a-jwt", &keys()).unwrap_err(),
             TokenError::Malformed
         );
-        assert_eq!(verify("a.!!!.c", &keys()).unwrap_err(), TokenError::Malformed);
+        assert_eq!(
+            verify("a.!!!.c", &keys()).unwrap_err(),
+            TokenError::Malformed
+        );
         // HS384 is refused even with the right secret.
         let hs384 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS384),

@@ -22,13 +22,21 @@ struct TwirpError {
 
 impl TwirpError {
     fn new(code: &'static str, status: StatusCode, msg: impl Into<String>) -> Self {
-        TwirpError { code, status, msg: msg.into() }
+        TwirpError {
+            code,
+            status,
+            msg: msg.into(),
+        }
     }
     fn unauthenticated(msg: impl Into<String>) -> Self {
         Self::new("unauthenticated", StatusCode::UNAUTHORIZED, msg)
     }
     fn denied() -> Self {
-        Self::new("permission_denied", StatusCode::FORBIDDEN, "permissions denied")
+        Self::new(
+            "permission_denied",
+            StatusCode::FORBIDDEN,
+            "permissions denied",
+        )
     }
     fn not_found(msg: impl Into<String>) -> Self {
         Self::new("not_found", StatusCode::NOT_FOUND, msg)
@@ -41,7 +49,12 @@ impl TwirpError {
 impl IntoResponse for TwirpError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"code": self.code, "msg": self.msg}).to_string();
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -59,9 +72,15 @@ struct Call<'a> {
 impl Call<'_> {
     fn decode<T: Message + Default + DeserializeOwned>(&self) -> Result<T, TwirpError> {
         match self.format {
-            Format::Protobuf => T::decode(self.body).map_err(|e| TwirpError::malformed(e.to_string())),
+            Format::Protobuf => {
+                T::decode(self.body).map_err(|e| TwirpError::malformed(e.to_string()))
+            }
             Format::Json => {
-                let body = if self.body.is_empty() { b"{}".as_slice() } else { self.body };
+                let body = if self.body.is_empty() {
+                    b"{}".as_slice()
+                } else {
+                    self.body
+                };
                 serde_json::from_slice(body).map_err(|e| TwirpError::malformed(e.to_string()))
             }
         }
@@ -99,7 +118,12 @@ fn admin_of(claims: &Claims, room: &str) -> Result<(), TwirpError> {
     }
 }
 
-fn dispatch(app: &App, method: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, TwirpError> {
+fn dispatch(
+    app: &App,
+    method: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, TwirpError> {
     let format = match headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -107,7 +131,13 @@ fn dispatch(app: &App, method: &str, headers: &HeaderMap, body: &[u8]) -> Result
     {
         Some("application/protobuf") => Format::Protobuf,
         Some("application/json") => Format::Json,
-        _ => return Err(TwirpError::new("bad_route", StatusCode::NOT_FOUND, "unsupported content type")),
+        _ => {
+            return Err(TwirpError::new(
+                "bad_route",
+                StatusCode::NOT_FOUND,
+                "unsupported content type",
+            ));
+        }
     };
     if body.len() > MAX_BODY {
         return Err(TwirpError::malformed("request too large"));
@@ -128,7 +158,11 @@ fn dispatch(app: &App, method: &str, headers: &HeaderMap, body: &[u8]) -> Result
                 return Err(TwirpError::denied());
             }
             if req.name.is_empty() {
-                return Err(TwirpError::new("invalid_argument", StatusCode::BAD_REQUEST, "room name required"));
+                return Err(TwirpError::new(
+                    "invalid_argument",
+                    StatusCode::BAD_REQUEST,
+                    "room name required",
+                ));
             }
             let room = hub.create_room(&req.name);
             if req.empty_timeout > 0 {
@@ -198,11 +232,19 @@ fn dispatch(app: &App, method: &str, headers: &HeaderMap, body: &[u8]) -> Result
         "RemoveParticipant" => {
             let req: proto::RoomParticipantIdentity = call.decode()?;
             admin_of(&claims, &req.room)?;
-            if !hub.remove_participant(&req.room, &req.identity, Some(proto::DisconnectReason::ParticipantRemoved)) {
+            if !hub.remove_participant(
+                &req.room,
+                &req.identity,
+                Some(proto::DisconnectReason::ParticipantRemoved),
+            ) {
                 return Err(TwirpError::not_found("participant not found"));
             }
             Ok(call.encode(&proto::RemoveParticipantResponse {}))
         }
-        _ => Err(TwirpError::new("bad_route", StatusCode::NOT_FOUND, format!("no such method {method}"))),
+        _ => Err(TwirpError::new(
+            "bad_route",
+            StatusCode::NOT_FOUND,
+            format!("no such method {method}"),
+        )),
     }
 }

@@ -19,5 +19,7 @@ mod ids;
 mod router;
 
 pub use ids::{ParticipantId, PcRole, TrackId};
-pub use router::{Event, LayerChoice, PcMode, Router, RouterConfig, SfuError, TrackKind, TrackLabel};
+pub use router::{
+    Event, LayerChoice, PcMode, Router, RouterConfig, SfuError, TrackKind, TrackLabel,
+};
 pub use str0m::net::{Protocol, Receive, Transmit};

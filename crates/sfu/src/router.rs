@@ -221,8 +221,7 @@ impl Track {
         };
         (0..self.rids.len())
             .filter(active)
-            .filter(|i| *i <= cap)
-            .next_back()
+            .rfind(|i| *i <= cap)
             .or_else(|| (0..self.rids.len()).find(active))
     }
 }
@@ -334,7 +333,8 @@ impl Router {
                     };
                     changed = true;
                 }
-                o.out.retain(|ot| ot.state != OutState::ToOpen || !gone.contains(&ot.track));
+                o.out
+                    .retain(|ot| ot.state != OutState::ToOpen || !gone.contains(&ot.track));
                 if changed {
                     self.negotiate(other);
                 }
@@ -361,14 +361,16 @@ impl Router {
             .participants
             .get_mut(&id)
             .ok_or(SfuError::NoParticipant)?;
-        let pc = p
-            .publisher
-            .get_or_insert_with(|| Pc::new(now, &candidates));
+        let pc = p.publisher.get_or_insert_with(|| Pc::new(now, &candidates));
         let answer = pc.rtc.sdp_api().accept_offer(offer)?;
         p.offer_requested = false;
         self.drain(id, PcRole::Publisher);
         let mut sdp = answer.to_sdp_string();
-        if self.participants.get(&id).is_some_and(|p| p.mode == PcMode::Single) {
+        if self
+            .participants
+            .get(&id)
+            .is_some_and(|p| p.mode == PcMode::Single)
+        {
             self.assign_slots(id, false);
             sdp = self.rewrite_single_answer(id, &sdp);
         }
@@ -493,7 +495,11 @@ impl Router {
         let Some(p) = self.participants.get_mut(&to) else {
             return false;
         };
-        let label = if reliable { RELIABLE_LABEL } else { LOSSY_LABEL };
+        let label = if reliable {
+            RELIABLE_LABEL
+        } else {
+            LOSSY_LABEL
+        };
         let Some(pc) = p.pc_mut(PcRole::Subscriber) else {
             return false;
         };
@@ -524,7 +530,10 @@ impl Router {
         });
         if owner.is_none() {
             owner = self.participants.iter().find_map(|(id, p)| {
-                if p.subscriber.as_ref().is_some_and(|pc| pc.rtc.accepts(&input)) {
+                if p.subscriber
+                    .as_ref()
+                    .is_some_and(|pc| pc.rtc.accepts(&input))
+                {
                     return Some((*id, PcRole::Subscriber));
                 }
                 p.publisher
@@ -537,10 +546,10 @@ impl Router {
             return false;
         };
         self.by_addr.insert(source, (id, role));
-        if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role)) {
-            if let Err(e) = pc.rtc.handle_input(input) {
-                tracing::debug!(%id, ?role, "input refused: {e}");
-            }
+        if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role))
+            && let Err(e) = pc.rtc.handle_input(input)
+        {
+            tracing::debug!(%id, ?role, "input refused: {e}");
         }
         self.drain(id, role);
         self.pump();
@@ -555,8 +564,7 @@ impl Router {
             .iter()
             .flat_map(|(id, p)| {
                 let mut v = Vec::with_capacity(2);
-                if p
-                    .subscriber
+                if p.subscriber
                     .as_ref()
                     .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
                 {
@@ -572,10 +580,10 @@ impl Router {
             })
             .collect();
         for (id, role) in due {
-            if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role)) {
-                if let Err(e) = pc.rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(%id, ?role, "timeout handling failed: {e}");
-                }
+            if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role))
+                && let Err(e) = pc.rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(%id, ?role, "timeout handling failed: {e}");
             }
             self.drain(id, role);
         }
@@ -721,15 +729,19 @@ impl Router {
                             role,
                         });
                     }
-                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected)
-                    | RtcEvent::Closed => {
-                        if !pc.dead {
-                            pc.dead = true;
-                            self.events.push_back(Event::Disconnected {
-                                participant: id,
-                                role,
-                            });
-                        }
+                    // ICE may recover (or be restarted); only report it.
+                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.events.push_back(Event::Disconnected {
+                            participant: id,
+                            role,
+                        });
+                    }
+                    RtcEvent::Closed if !pc.dead => {
+                        pc.dead = true;
+                        self.events.push_back(Event::Disconnected {
+                            participant: id,
+                            role,
+                        });
                     }
                     RtcEvent::MediaAdded(m) if role == PcRole::Publisher => {
                         if m.direction == Direction::SendOnly && mode == PcMode::Single {
@@ -801,10 +813,10 @@ impl Router {
                 },
             }
         }
-        if !new_slots.is_empty() {
-            if let Some(p) = self.participants.get_mut(&id) {
-                p.slots.extend(new_slots);
-            }
+        if !new_slots.is_empty()
+            && let Some(p) = self.participants.get_mut(&id)
+        {
+            p.slots.extend(new_slots);
         }
         for d in media {
             self.forward(id, d);
@@ -828,9 +840,8 @@ impl Router {
         };
         let mut changed = false;
         let before = p.out.len();
-        p.out.retain(|o| {
-            !matches!(o.state, OutState::ToStop(_) | OutState::NegotiatingStop(_))
-        });
+        p.out
+            .retain(|o| !matches!(o.state, OutState::ToStop(_) | OutState::NegotiatingStop(_)));
         changed |= p.out.len() != before;
         let (mut need_audio, mut need_video) = (0u32, 0u32);
         for i in 0..p.out.len() {
@@ -902,11 +913,17 @@ impl Router {
                     None if bare.starts_with("a=msid:") => {}
                     None if bare.starts_with("a=ssrc") || bare.starts_with("a=ssrc-group") => {}
                     Some(label) if bare.starts_with("a=msid:") => {
-                        out.push_str(&format!("a=msid:{} {}\r\n", label.stream_id, label.track_id));
+                        out.push_str(&format!(
+                            "a=msid:{} {}\r\n",
+                            label.stream_id, label.track_id
+                        ));
                     }
                     Some(label) if bare.starts_with("a=ssrc:") && bare.contains(" msid:") => {
                         let ssrc = bare.split_whitespace().next().unwrap_or("a=ssrc:0");
-                        out.push_str(&format!("{ssrc} msid:{} {}\r\n", label.stream_id, label.track_id));
+                        out.push_str(&format!(
+                            "{ssrc} msid:{} {}\r\n",
+                            label.stream_id, label.track_id
+                        ));
                     }
                     _ => out.push_str(line),
                 }
@@ -965,10 +982,13 @@ impl Router {
             let best = {
                 let t = &self.tracks[&tid];
                 let p = &self.participants[&s];
-                p.out.iter().find(|o| o.track == tid).and_then(|o| match o.fwd.target {
-                    Target::Layer(cap) => t.best_layer(now, cap),
-                    Target::Paused => None,
-                })
+                p.out
+                    .iter()
+                    .find(|o| o.track == tid)
+                    .and_then(|o| match o.fwd.target {
+                        Target::Layer(cap) => t.best_layer(now, cap),
+                        Target::Paused => None,
+                    })
             };
             let Some(p) = self.participants.get_mut(&s) else {
                 continue;
@@ -990,7 +1010,9 @@ impl Router {
                     if !d.contiguous && is_video {
                         want_keyframe.push(layer);
                     }
-                    let Some(w) = p.pc_mut(PcRole::Subscriber).and_then(|pc| pc.rtc.writer(mid))
+                    let Some(w) = p
+                        .pc_mut(PcRole::Subscriber)
+                        .and_then(|pc| pc.rtc.writer(mid))
                     else {
                         tracing::trace!(%s, %mid, "no writer");
                         continue;
@@ -1038,14 +1060,13 @@ impl Router {
         t.last_keyframe_request[slot] = Some(now);
         let rid = layer.and_then(|l| t.rids.get(l).copied());
         let (owner, mid) = (t.owner, t.mid);
-        if let Some(pc) = self
+        if let Some(mut w) = self
             .participants
             .get_mut(&owner)
             .and_then(|p| p.publisher.as_mut())
+            .and_then(|pc| pc.rtc.writer(mid))
         {
-            if let Some(mut w) = pc.rtc.writer(mid) {
-                let _ = w.request_keyframe(rid, KeyframeRequestKind::Pli);
-            }
+            let _ = w.request_keyframe(rid, KeyframeRequestKind::Pli);
         }
         self.drain(owner, PcRole::Publisher);
     }

@@ -73,7 +73,9 @@ impl World {
                                 c.timeout = t;
                                 break;
                             }
-                            Output::Transmit(t) => to_router.push_back((c.addr, t.contents.to_vec())),
+                            Output::Transmit(t) => {
+                                to_router.push_back((c.addr, t.contents.to_vec()))
+                            }
                             Output::Event(e) => c.events.push(e),
                         }
                     }
@@ -104,14 +106,18 @@ impl World {
                             destination: dst,
                             contents: bytes.as_slice().try_into().unwrap(),
                         };
-                        c.rtc.handle_input(Input::Receive(self.now, r)).expect("client input");
+                        c.rtc
+                            .handle_input(Input::Receive(self.now, r))
+                            .expect("client input");
                     }
                 }
             }
             self.now += step;
             for c in &mut self.clients {
                 if c.timeout <= self.now {
-                    c.rtc.handle_input(Input::Timeout(self.now)).expect("client timeout");
+                    c.rtc
+                        .handle_input(Input::Timeout(self.now))
+                        .expect("client timeout");
                 }
             }
             self.router.handle_timeout(self.now);
@@ -133,7 +139,18 @@ fn pt_for(rtc: &mut Rtc, mid: Mid, codec: Codec) -> str0m::media::Pt {
 
 /// A VP8 frame whose payload header marks it as a keyframe (P bit clear) or not.
 fn vp8_frame(key: bool, n: u8) -> Vec<u8> {
-    let mut f = vec![if key { 0x10 } else { 0x11 }, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+    let mut f = vec![
+        if key { 0x10 } else { 0x11 },
+        0x02,
+        0x00,
+        0x9d,
+        0x01,
+        0x2a,
+        0x40,
+        0x01,
+        0xf0,
+        0x00,
+    ];
     f.extend(std::iter::repeat_n(n, 200));
     f
 }
@@ -148,8 +165,20 @@ fn audio_video_and_data_cross_the_router() {
     let (offer, pending, audio_mid, video_mid) = {
         let rtc = &mut w.clients[0].rtc;
         let mut api = rtc.sdp_api();
-        let am = api.add_media(MediaKind::Audio, Direction::SendOnly, Some("sa".into()), Some("ta".into()), None);
-        let vm = api.add_media(MediaKind::Video, Direction::SendOnly, Some("sv".into()), Some("tv".into()), None);
+        let am = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some("sa".into()),
+            Some("ta".into()),
+            None,
+        );
+        let vm = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some("sv".into()),
+            Some("tv".into()),
+            None,
+        );
         api.add_channel("_reliable".into());
         let (o, p) = api.apply().unwrap();
         (o, p, am, vm)
@@ -169,13 +198,21 @@ fn audio_video_and_data_cross_the_router() {
     // The router reports the connection and both tracks; name them so they get forwarded.
     let events = w.take_router_events();
     assert!(
-        events.contains(&Event::Connected { participant: a, role: PcRole::Publisher }),
+        events.contains(&Event::Connected {
+            participant: a,
+            role: PcRole::Publisher
+        }),
         "{events:?}"
     );
     let opened: Vec<_> = events
         .into_iter()
         .filter_map(|e| match e {
-            Event::TrackOpened { participant, track, kind, .. } if participant == a => Some((track, kind)),
+            Event::TrackOpened {
+                participant,
+                track,
+                kind,
+                ..
+            } if participant == a => Some((track, kind)),
             _ => None,
         })
         .collect();
@@ -202,7 +239,10 @@ fn audio_video_and_data_cross_the_router() {
         })
         .collect();
     let sdp = offers.pop().expect("subscriber offer for B");
-    assert!(sdp.contains("a=msid:PA_a|TR_0 TR_0") || sdp.contains("a=msid:PA_a|TR_1 TR_1"), "{sdp}");
+    assert!(
+        sdp.contains("a=msid:PA_a|TR_0 TR_0") || sdp.contains("a=msid:PA_a|TR_1 TR_1"),
+        "{sdp}"
+    );
     let answer = w.clients[1]
         .rtc
         .sdp_api()
@@ -223,7 +263,10 @@ fn audio_video_and_data_cross_the_router() {
         })
         .collect();
 
-    assert!(connected.contains(&(b, PcRole::Subscriber)), "{connected:?}");
+    assert!(
+        connected.contains(&(b, PcRole::Subscriber)),
+        "{connected:?}"
+    );
 
     // A sends 50 audio frames and 20 video frames (a keyframe first).
     let apt = pt_for(&mut w.clients[0].rtc, audio_mid, Codec::Opus);
@@ -231,12 +274,22 @@ fn audio_video_and_data_cross_the_router() {
     for i in 0..50u64 {
         let now = w.now;
         let wr = w.clients[0].rtc.writer(audio_mid).unwrap();
-        wr.write(apt, now, MediaTime::new(960 * i, Frequency::FORTY_EIGHT_KHZ), vec![0xfc; 60])
-            .unwrap();
+        wr.write(
+            apt,
+            now,
+            MediaTime::new(960 * i, Frequency::FORTY_EIGHT_KHZ),
+            vec![0xfc; 60],
+        )
+        .unwrap();
         if i < 20 {
             let wr = w.clients[0].rtc.writer(video_mid).unwrap();
-            wr.write(vpt, now, MediaTime::from_90khz(3000 * i), vp8_frame(i == 0, i as u8))
-                .unwrap();
+            wr.write(
+                vpt,
+                now,
+                MediaTime::from_90khz(3000 * i),
+                vp8_frame(i == 0, i as u8),
+            )
+            .unwrap();
         }
         w.run(2, Duration::from_millis(10));
     }
@@ -257,8 +310,15 @@ fn audio_video_and_data_cross_the_router() {
         })
         .collect();
     assert!(audio >= 40, "B got {audio} of 50 audio frames");
-    assert!(video.len() >= 15, "B got {} of 20 video frames", video.len());
-    assert!(video[0].is_keyframe(), "first forwarded video frame is the keyframe");
+    assert!(
+        video.len() >= 15,
+        "B got {} of 20 video frames",
+        video.len()
+    );
+    assert!(
+        video[0].is_keyframe(),
+        "first forwarded video frame is the keyframe"
+    );
     // RTP time is rewritten continuously: strictly increasing, 3000 ticks apart.
     for pair in video.windows(2) {
         assert_eq!(pair[1].time.numer() - pair[0].time.numer(), 3000);
@@ -284,16 +344,21 @@ fn audio_video_and_data_cross_the_router() {
         .take_router_events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::Data { from, reliable, data } if from == a => Some((reliable, data)),
+            Event::Data {
+                from,
+                reliable,
+                data,
+            } if from == a => Some((reliable, data)),
             _ => None,
         })
         .collect();
     assert_eq!(data, vec![(true, b"hello".to_vec())]);
     assert!(w.router.send_data(b, true, b"relayed"));
     w.run(5, Duration::from_millis(10));
-    let got = w.clients[1].events.iter().any(|e| {
-        matches!(e, RtcEvent::ChannelData(d) if d.data == b"relayed")
-    });
+    let got = w.clients[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, RtcEvent::ChannelData(d) if d.data == b"relayed"));
     assert!(got, "B did not receive the relayed data");
 
     // A leaves: B is offered a renegotiation that stops the tracks.
@@ -305,4 +370,3 @@ fn audio_video_and_data_cross_the_router() {
         .any(|e| matches!(e, Event::SubscriberOffer { participant, .. } if participant == b));
     assert!(reoffer, "no renegotiation after the publisher left");
 }
-

@@ -90,7 +90,10 @@ fn settings_from(args: &[String], env_keys: Option<&str>) -> anyhow::Result<Sett
         let mut value = |name: &str| -> anyhow::Result<String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
-                None => it.next().cloned().with_context(|| format!("{name} needs a value")),
+                None => it
+                    .next()
+                    .cloned()
+                    .with_context(|| format!("{name} needs a value")),
             }
         };
         match flag {
@@ -98,14 +101,21 @@ fn settings_from(args: &[String], env_keys: Option<&str>) -> anyhow::Result<Sett
             "--keys" => keys = Some(parse_keys(&value("--keys")?)?),
             "--bind" => {
                 let v = value("--bind")?;
-                s.bind.push(v.parse::<IpAddr>().with_context(|| format!("--bind: `{v}`"))?);
+                s.bind.push(
+                    v.parse::<IpAddr>()
+                        .with_context(|| format!("--bind: `{v}`"))?,
+                );
             }
             "--port" => s.http_port = value("--port")?.parse().context("--port")?,
             "--udp-port" => s.udp_port = value("--udp-port")?.parse().context("--udp-port")?,
             "--node-ip" => {
                 let v = value("--node-ip")?;
                 for ip in v.split(',') {
-                    s.node_ips.push(ip.trim().parse().with_context(|| format!("--node-ip: `{ip}`"))?);
+                    s.node_ips.push(
+                        ip.trim()
+                            .parse()
+                            .with_context(|| format!("--node-ip: `{ip}`"))?,
+                    );
                 }
             }
             other => bail!("unknown option `{other}`"),
@@ -148,11 +158,22 @@ mod tests {
     #[test]
     fn flags_and_env() {
         let s = settings_from(
-            &args(&["--keys", "k1: s1, k2: s2", "--port=9000", "--udp-port", "9001", "--node-ip", "127.0.0.1"]),
+            &args(&[
+                "--keys",
+                "k1: s1, k2: s2",
+                "--port=9000",
+                "--udp-port",
+                "9001",
+                "--node-ip",
+                "127.0.0.1",
+            ]),
             Some("ignored: x"),
         )
         .unwrap();
-        assert_eq!(s.keys, vec![("k1".into(), "s1".into()), ("k2".into(), "s2".into())]);
+        assert_eq!(
+            s.keys,
+            vec![("k1".into(), "s1".into()), ("k2".into(), "s2".into())]
+        );
         assert_eq!((s.http_port, s.udp_port), (9000, 9001));
         assert_eq!(s.node_ips, vec![IpAddr::from([127, 0, 0, 1])]);
         let s = settings_from(&[], Some("envkey: envsecret")).unwrap();
