@@ -22,6 +22,11 @@ if (!wsUrl || !apiKey || !apiSecret || !roomName) {
   process.exit(2);
 }
 const TOTAL_MS = Number(process.env.LK_TIMEOUT_MS || 60000);
+// LK_ADAPTIVE=1: Element Call's room options (adaptiveStream + dynacast): the SDK sends
+// UpdateTrackSettings from its <video> element sizes and visibility.
+const ADAPTIVE = process.env.LK_ADAPTIVE === '1';
+// LK_LAYERS=1 (needs adaptive stream off): bob picks alice's simulcast layers explicitly.
+const LAYERS = process.env.LK_LAYERS === '1' && !ADAPTIVE;
 const here = dirname(fileURLToPath(import.meta.url));
 const umd = readFileSync(join(here, 'node_modules', sdk, 'dist', 'livekit-client.umd.js'));
 const sdkVersion = JSON.parse(readFileSync(join(here, 'node_modules', sdk, 'package.json'))).version;
@@ -39,8 +44,8 @@ function token(identity) {
   return `${head}.${body}.${sig}`;
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'switchyard-lk-chromium-'));
-let browser;
+const profiles = [];
+const browsers = [];
 let http;
 let finished = false;
 const result = { ok: false, sdk: sdkVersion, singlePc, steps: {} };
@@ -49,10 +54,10 @@ function finish(code) {
   if (finished) return;
   finished = true;
   console.log(JSON.stringify(result));
-  const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
+  const close = Promise.all(browsers.map((b) => b.close().catch(() => {})));
   close.finally(() => {
     if (http) http.close();
-    rmSync(profile, { recursive: true, force: true });
+    for (const p of profiles) rmSync(p, { recursive: true, force: true });
     process.exit(code);
   });
   setTimeout(() => process.exit(code), 5000).unref();
@@ -72,9 +77,9 @@ async function until(what, fn, ms = 20000) {
 }
 
 // In-page code: join, publish, and expose probes.
-async function joinInPage(url, tok, single) {
-  const { Room, RoomEvent, VideoPresets, Track } = window.LivekitClient;
-  const opts = { adaptiveStream: false, dynacast: false };
+async function joinInPage(url, tok, single, adaptive) {
+  const { Room, RoomEvent, VideoPresets } = window.LivekitClient;
+  const opts = { adaptiveStream: adaptive, dynacast: adaptive };
   if (single !== 'default') opts.singlePeerConnection = single === 'true';
   const room = new Room(opts);
   const ev = { muted: [], left: [], data: [], tracks: [] };
@@ -83,6 +88,11 @@ async function joinInPage(url, tok, single) {
   room.on(RoomEvent.TrackSubscribed, (track, pub, p) => {
     const el = track.attach();
     el.muted = true;
+    if (track.kind === 'video') {
+      el.style.width = '640px';
+      el.style.height = '360px';
+      window.__videoEl = el;
+    }
     document.body.appendChild(el);
     ev.tracks.push({ track, kind: track.kind, from: p.identity });
   });
@@ -127,7 +137,9 @@ try {
   await new Promise((r) => http.listen(0, '127.0.0.1', r));
   const pageUrl = `http://127.0.0.1:${http.address().port}/`;
 
-  browser = await puppeteer.launch({
+  // One browser per participant, as two people on two machines: each page is its own
+  // foreground tab, so adaptive stream sees its video elements as visible.
+  const launch = (profile) => puppeteer.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     userDataDir: profile,
@@ -141,7 +153,11 @@ try {
   });
   const pages = {};
   for (const who of ['alice', 'bob']) {
-    const page = await browser.newPage();
+    const profile = mkdtempSync(join(tmpdir(), `switchyard-lk-${who}-`));
+    profiles.push(profile);
+    const browser = await launch(profile);
+    browsers.push(browser);
+    const page = (await browser.pages())[0] || (await browser.newPage());
     page.on('console', (m) => {
       const t = m.text();
       if (process.env.LK_VERBOSE || /error|fail/i.test(t)) console.error(`[${who}] ${t.slice(0, 400)}`);
@@ -152,7 +168,7 @@ try {
     pages[who] = page;
   }
   for (const who of ['alice', 'bob']) {
-    result.steps[`join_${who}`] = await pages[who].evaluate(joinInPage, wsUrl, token(who), singlePc);
+    result.steps[`join_${who}`] = await pages[who].evaluate(joinInPage, wsUrl, token(who), singlePc, ADAPTIVE);
   }
 
   // Media both ways: two tracks subscribed, then counters rise.
@@ -174,6 +190,32 @@ try {
     if (!(later.video.framesDecoded > first[who].video.framesDecoded && later.audio.packetsReceived > first[who].audio.packetsReceived)) {
       throw new Error(`${who}: media stopped rising ${JSON.stringify(result.steps[`media_${who}`])}`);
     }
+  }
+
+  if (LAYERS) {
+    // Bob asks for alice's low layer, then her high one (UpdateTrackSettings.quality); the
+    // decoded width must drop to the low layer (h180: 320 wide) and then rise again, which
+    // needs a keyframe on the new layer.
+    const width = () => pages.bob.evaluate(async () => {
+      let w = 0;
+      for (const t of window.__ev.tracks) {
+        if (t.kind !== 'video') continue;
+        (await t.track.receiver.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') w = s.frameWidth || 0; });
+      }
+      return w;
+    });
+    const quality = (q) => pages.bob.evaluate((q) => {
+      const { VideoQuality } = window.LivekitClient;
+      for (const p of window.__room.remoteParticipants.values()) {
+        for (const pub of p.videoTrackPublications.values()) pub.setVideoQuality(VideoQuality[q]);
+      }
+    }, q);
+    const before = await width();
+    await quality('LOW');
+    const low = await until('low layer at bob', async () => { const w = await width(); return w > 0 && w <= 320 ? w : null; }, 20000);
+    await quality('HIGH');
+    const high = await until('higher layer at bob', async () => { const w = await width(); return w > low ? w : null; }, 20000);
+    result.steps.layers = { before, low, high };
   }
 
   // Reliable data from alice reaches bob.

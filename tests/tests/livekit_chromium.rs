@@ -59,6 +59,17 @@ fn peers(package: &str) -> Need<Peers> {
 
 /// Runs one two-party call; returns the script's verdict and the server.
 fn call(p: Peers, single_pc: &str, package: &str, room: &str) -> (Value, LivekitServer) {
+    call_with(p, single_pc, package, room, &[])
+}
+
+/// [`call`] with extra environment for the script (`LK_LAYERS`, `LK_ADAPTIVE`).
+fn call_with(
+    p: Peers,
+    single_pc: &str,
+    package: &str,
+    room: &str,
+    env: &[(&str, &str)],
+) -> (Value, LivekitServer) {
     let Peers { node, browser } = p;
     let server = LivekitServer::start(&[]).unwrap_or_else(|s| panic!("server: {}", s.0));
     let mut cmd = Command::new(node);
@@ -72,7 +83,8 @@ fn call(p: Peers, single_pc: &str, package: &str, room: &str) -> (Value, Livekit
             package,
         ])
         .env("CHROMIUM", &browser)
-        .env("LK_TIMEOUT_MS", "75000");
+        .env("LK_TIMEOUT_MS", "75000")
+        .envs(env.iter().copied());
     let done = run_bounded(
         &mut cmd,
         Duration::from_secs(90),
@@ -161,4 +173,40 @@ fn js_sdk_2_21_dual_pc_over_rtc() {
     assert_media(&v);
     assert_eq!(server.sessions_on("/rtc"), 2, "{}", server.log_tail(20));
     assert_eq!(server.sessions_on("/rtc/v1"), 0);
+}
+
+/// Simulcast layer choice: the subscriber asks for the low layer, then the high one
+/// (UpdateTrackSettings); the decoded width follows both ways (the up-switch needs a keyframe
+/// the SFU requests from the publisher).
+#[test]
+fn js_sdk_2_23_simulcast_layer_switch() {
+    let p = need!(peers("livekit-client"));
+    let (v, _server) = call_with(
+        p,
+        "default",
+        "livekit-client",
+        "layers",
+        &[("LK_LAYERS", "1")],
+    );
+    assert_media(&v);
+    let l = &v["steps"]["layers"];
+    let (low, high) = (l["low"].as_u64().unwrap(), l["high"].as_u64().unwrap());
+    assert!(low > 0 && low <= 320, "{l}");
+    assert!(high > low, "{l}");
+}
+
+/// Element Call's room options (adaptiveStream + dynacast) with its SDK version: the SDK drives
+/// layer choice and pausing from its <video> elements.
+#[test]
+fn js_sdk_2_21_element_call_room_options() {
+    let p = need!(peers("livekit-client-2-21"));
+    let (v, server) = call_with(
+        p,
+        "default",
+        "livekit-client-2-21",
+        "ec-adaptive",
+        &[("LK_ADAPTIVE", "1")],
+    );
+    assert_media(&v);
+    assert_eq!(server.sessions_on("/rtc/v1"), 2, "{}", server.log_tail(20));
 }

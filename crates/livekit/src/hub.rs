@@ -750,6 +750,7 @@ impl Hub {
                 changes.push((tid, choice));
             }
         }
+        tracing::debug!(room, identity, tracks = ?s.track_sids, disabled = s.disabled, width = s.width, height = s.height, quality = s.quality, ?changes, "track settings");
         for (tid, choice) in changes {
             let _ = self.router.set_layer(sub, tid, choice);
         }

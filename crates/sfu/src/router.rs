@@ -1005,7 +1005,10 @@ impl Router {
                 .on_frame(layer, best, keyframe, is_video, d.time.numer())
             {
                 Verdict::Drop => {}
-                Verdict::DropWantKeyframe(l) => want_keyframe.push(Some(l)),
+                Verdict::DropWantKeyframe(l) => {
+                    tracing::trace!(%s, %tid, layer = l, "waiting for keyframe");
+                    want_keyframe.push(Some(l))
+                }
                 Verdict::Forward(ts) => {
                     if !d.contiguous && is_video {
                         want_keyframe.push(layer);
