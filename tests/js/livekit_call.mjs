@@ -27,6 +27,8 @@ const TOTAL_MS = Number(process.env.LK_TIMEOUT_MS || 60000);
 const ADAPTIVE = process.env.LK_ADAPTIVE === '1';
 // LK_LAYERS=1 (needs adaptive stream off): bob picks alice's simulcast layers explicitly.
 const LAYERS = process.env.LK_LAYERS === '1' && !ADAPTIVE;
+// LK_RESUME=1: alice's signalling connection drops and resumes mid-call.
+const RESUME = process.env.LK_RESUME === '1';
 const here = dirname(fileURLToPath(import.meta.url));
 const umd = readFileSync(join(here, 'node_modules', sdk, 'dist', 'livekit-client.umd.js'));
 const sdkVersion = JSON.parse(readFileSync(join(here, 'node_modules', sdk, 'package.json'))).version;
@@ -216,6 +218,30 @@ try {
     await quality('HIGH');
     const high = await until('higher layer at bob', async () => { const w = await width(); return w > low ? w : null; }, 20000);
     result.steps.layers = { before, low, high };
+  }
+
+  if (RESUME) {
+    // Alice's signalling WebSocket drops; the SDK resumes (reconnect=1&sid=) without leaving
+    // the room, and media keeps flowing both ways.
+    await pages.alice.evaluate(() => {
+      const { RoomEvent } = window.LivekitClient;
+      window.__resumed = false;
+      window.__room.on(RoomEvent.SignalReconnecting, () => (window.__resuming = true));
+      window.__room.on(RoomEvent.Reconnected, () => (window.__resumed = true));
+      return window.__room.simulateScenario('signal-reconnect');
+    });
+    await until('alice resumed', () => pages.alice.evaluate(() => window.__resumed), 20000);
+    const before = {};
+    for (const who of ['alice', 'bob']) before[who] = await pages[who].evaluate(mediaStats);
+    await sleep(2000);
+    const after = {};
+    for (const who of ['alice', 'bob']) {
+      after[who] = await pages[who].evaluate(mediaStats);
+      if (!(after[who].video.framesDecoded > before[who].video.framesDecoded && after[who].audio.packetsReceived > before[who].audio.packetsReceived)) {
+        throw new Error(`${who}: media stopped after resume ${JSON.stringify({ before: before[who], after: after[who] })}`);
+      }
+    }
+    result.steps.resume = { sid: await pages.alice.evaluate(() => window.__room.localParticipant.sid), before, after };
   }
 
   // Reliable data from alice reaches bob.

@@ -210,3 +210,30 @@ fn js_sdk_2_21_element_call_room_options() {
     assert_media(&v);
     assert_eq!(server.sessions_on("/rtc/v1"), 2, "{}", server.log_tail(20));
 }
+
+/// A dropped signalling connection resumes (`reconnect=1&sid=` on `/rtc`, `join_request`
+/// with `reconnect` on `/rtc/v1`) with the same participant sid, and media keeps flowing.
+#[test]
+fn js_sdk_2_23_signal_resume_on_both_paths() {
+    for single_pc in ["true", "false"] {
+        let p = need!(peers("livekit-client"));
+        let room = format!("resume-{single_pc}");
+        let (v, server) = call_with(p, single_pc, "livekit-client", &room, &[("LK_RESUME", "1")]);
+        assert_media(&v);
+        assert_eq!(
+            v["steps"]["resume"]["sid"], v["steps"]["join_alice"]["sid"],
+            "resume changed the participant sid"
+        );
+        assert!(
+            server.log().contains("participant resumed"),
+            "{}",
+            server.log_tail(20)
+        );
+        let path = if single_pc == "true" {
+            "/rtc/v1"
+        } else {
+            "/rtc"
+        };
+        assert_eq!(server.sessions_on(path), 3, "{}", server.log_tail(20));
+    }
+}
