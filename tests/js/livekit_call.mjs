@@ -84,7 +84,7 @@ async function joinInPage(url, tok, single, adaptive) {
   const opts = { adaptiveStream: adaptive, dynacast: adaptive };
   if (single !== 'default') opts.singlePeerConnection = single === 'true';
   const room = new Room(opts);
-  const ev = { muted: [], left: [], data: [], tracks: [] };
+  const ev = { muted: [], left: [], data: [], tracks: [], speakers: [] };
   window.__room = room;
   window.__ev = ev;
   room.on(RoomEvent.TrackSubscribed, (track, pub, p) => {
@@ -102,6 +102,9 @@ async function joinInPage(url, tok, single, adaptive) {
     if (p !== room.localParticipant) ev.muted.push(`${p.identity}:${pub.kind}`);
   });
   room.on(RoomEvent.ParticipantDisconnected, (p) => ev.left.push(p.identity));
+  room.on(RoomEvent.ActiveSpeakersChanged, (speakers) => {
+    for (const p of speakers) if (p !== room.localParticipant) ev.speakers.push(p.identity);
+  });
   room.on(RoomEvent.DataReceived, (payload, p) => ev.data.push(`${p ? p.identity : '?'}:${new TextDecoder().decode(payload)}`));
   await room.connect(url, tok);
   await room.localParticipant.setCameraEnabled(
@@ -243,6 +246,10 @@ try {
     }
     result.steps.resume = { sid: await pages.alice.evaluate(() => window.__room.localParticipant.sid), before, after };
   }
+
+  // Chromium's fake microphone beeps: the SFU reads the audio-level header extension and
+  // tells bob that alice is speaking (speakers_changed → isSpeaking).
+  result.steps.speaking = await until('alice speaking at bob', () => pages.bob.evaluate(() => window.__ev.speakers.includes('alice')), 15000);
 
   // Reliable data from alice reaches bob.
   await pages.alice.evaluate(() => window.__room.localParticipant.publishData(new TextEncoder().encode('hello-over-sfu'), { reliable: true }));

@@ -129,6 +129,10 @@ fn assert_media(v: &Value) {
     assert_eq!(v["steps"]["data"], "alice:hello-over-sfu");
     assert_eq!(v["steps"]["mute"], "alice:video");
     assert_eq!(v["steps"]["leave"], true);
+    assert_eq!(
+        v["steps"]["speaking"], true,
+        "speakers_changed never named alice"
+    );
 }
 
 #[test]

@@ -69,6 +69,16 @@ pub async fn serve(
     {
         let hub = hub.clone();
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(300));
+            loop {
+                tick.tick().await;
+                hub.lock().expect("hub lock").speakers_tick(Instant::now());
+            }
+        });
+    }
+    {
+        let hub = hub.clone();
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;

@@ -67,6 +67,8 @@ pub(crate) struct Room {
     /// When the room last became (or was created) empty.
     pub(crate) empty_since: Option<Instant>,
     pub(crate) ever_joined: bool,
+    /// Participant sids last reported as speaking.
+    speaking: Vec<String>,
 }
 
 pub(crate) struct Hub {
@@ -84,6 +86,9 @@ pub(crate) fn unix_now() -> (i64, i64) {
         .unwrap_or_default();
     (d.as_secs() as i64, d.as_millis() as i64)
 }
+
+/// Linear audio level (about -36 dBov) from which a participant counts as speaking.
+const SPEAKING_LEVEL: f32 = 0.016;
 
 /// A LiveKit-style id: prefix plus 12 random base62 characters.
 pub(crate) fn new_sid(prefix: &str) -> String {
@@ -176,6 +181,7 @@ impl Hub {
                 participants: BTreeMap::new(),
                 empty_since: Some(Instant::now()),
                 ever_joined: false,
+                speaking: Vec::new(),
             }
         })
     }
@@ -753,6 +759,55 @@ impl Hub {
         tracing::debug!(room, identity, tracks = ?s.track_sids, disabled = s.disabled, width = s.width, height = s.height, quality = s.quality, ?changes, "track settings");
         for (tid, choice) in changes {
             let _ = self.router.set_layer(sub, tid, choice);
+        }
+    }
+
+    /// Sends `speakers_changed` deltas to every room whose set of active speakers changed.
+    pub(crate) fn speakers_tick(&mut self, now: Instant) {
+        let levels = self.router.audio_levels(now);
+        for room in self.rooms.values_mut() {
+            let mut active: Vec<(String, f32)> = room
+                .participants
+                .values()
+                .filter(|p| !p.claims.video.hidden)
+                .filter_map(|p| {
+                    let level = levels.iter().find(|(id, _)| *id == p.router)?.1;
+                    (level >= SPEAKING_LEVEL).then(|| (p.info.sid.clone(), level))
+                })
+                .collect();
+            active.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut changes: Vec<proto::SpeakerInfo> = active
+                .iter()
+                .filter(|(sid, _)| !room.speaking.contains(sid))
+                .map(|(sid, level)| proto::SpeakerInfo {
+                    sid: sid.clone(),
+                    level: *level,
+                    active: true,
+                })
+                .collect();
+            changes.extend(
+                room.speaking
+                    .iter()
+                    .filter(|sid| !active.iter().any(|(a, _)| a == *sid))
+                    .map(|sid| proto::SpeakerInfo {
+                        sid: sid.clone(),
+                        level: 0.0,
+                        active: false,
+                    }),
+            );
+            if changes.is_empty() {
+                continue;
+            }
+            room.speaking = active.into_iter().map(|(sid, _)| sid).collect();
+            for p in room.participants.values() {
+                if let Some(tx) = &p.tx {
+                    let _ = tx.send(signal(signal_response::Message::SpeakersChanged(
+                        proto::SpeakersChanged {
+                            speakers: changes.clone(),
+                        },
+                    )));
+                }
+            }
         }
     }
 

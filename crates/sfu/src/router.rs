@@ -20,6 +20,11 @@ const LOSSY_LABEL: &str = "_lossy";
 
 /// A simulcast layer counts as sent while it delivered a frame this recently.
 const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
+/// Weight of the previous value in the audio level average (per packet, ~20 ms).
+const LEVEL_SMOOTHING: f32 = 0.8;
+/// An audio level older than this counts as silence (muted, DTX, gone).
+const LEVEL_STALE: Duration = Duration::from_millis(1000);
+
 /// At most one keyframe request per publisher layer in this interval.
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
 
@@ -206,6 +211,10 @@ struct Track {
     /// Last frame seen per layer (index into `rids`).
     layer_seen: Vec<Option<Instant>>,
     last_keyframe_request: Vec<Option<Instant>>,
+    /// Audio: smoothed linear level (0..1) from the RFC 6464 header extension, and when
+    /// it was last updated.
+    level: f32,
+    level_at: Option<Instant>,
 }
 
 impl Track {
@@ -782,6 +791,8 @@ impl Router {
                                     label: None,
                                     layer_seen: vec![None; n],
                                     last_keyframe_request: vec![None; n.max(1)],
+                                    level: 0.0,
+                                    level_at: None,
                                 },
                             );
                         }
@@ -932,6 +943,25 @@ impl Router {
         out
     }
 
+    /// The loudest current audio level (linear, 0..1) of each participant that publishes
+    /// audio carrying the RFC 6464 level extension.
+    pub fn audio_levels(&self, now: Instant) -> Vec<(ParticipantId, f32)> {
+        let mut out: Vec<(ParticipantId, f32)> = Vec::new();
+        for t in self.tracks.values().filter(|t| t.kind == TrackKind::Audio) {
+            let Some(at) = t.level_at else { continue };
+            let level = if now.saturating_duration_since(at) < LEVEL_STALE {
+                t.level
+            } else {
+                0.0
+            };
+            match out.iter_mut().find(|(p, _)| *p == t.owner) {
+                Some((_, l)) => *l = l.max(level),
+                None => out.push((t.owner, level)),
+            }
+        }
+        out
+    }
+
     /// Single mode: `(mid, track)` for every m-line we send a track on.
     pub fn outgoing(&self, id: ParticipantId) -> Vec<(String, TrackId)> {
         self.participants
@@ -961,6 +991,14 @@ impl Router {
         tracing::trace!(%tid, rid = ?d.rid, len = d.data.len(), key = d.is_keyframe(), labelled = t.label.is_some(), "frame in");
         if t.label.is_none() {
             return;
+        }
+        if t.kind == TrackKind::Audio
+            && let Some(dbov) = d.ext_vals.audio_level
+        {
+            // -127..=0 dBov to linear amplitude, smoothed over a few packets.
+            let linear = 10f32.powf(f32::from(dbov.clamp(-127, 0)) / 20.0);
+            t.level = LEVEL_SMOOTHING * t.level + (1.0 - LEVEL_SMOOTHING) * linear;
+            t.level_at = Some(now);
         }
         let layer = t.layer_of(d.rid);
         if let Some(l) = layer {
