@@ -215,7 +215,9 @@ impl Hub {
             SignalPath::V0 => PcMode::Dual,
             SignalPath::V1 => PcMode::Single,
         };
-        let router_id = self.router.add_participant(&room_name, mode, now);
+        let router_id =
+            self.router
+                .add_participant(&room_name, mode, claims.video.can_subscribe(), now);
         let (secs, ms) = unix_now();
         let g = &claims.video;
         let info = ParticipantInfo {

@@ -189,6 +189,7 @@ impl OutTrack {
 struct Participant {
     room: String,
     mode: PcMode,
+    subscribe: bool,
     publisher: Option<Pc>,
     /// Only in [`PcMode::Dual`].
     subscriber: Option<Pc>,
@@ -271,13 +272,21 @@ impl Router {
     /// Adds a participant to `room` and prepares its subscriber connection (with the
     /// `_reliable`/`_lossy` data channels and every track already published in the room).
     /// Its first offer comes out as [`Event::SubscriberOffer`].
-    pub fn add_participant(&mut self, room: &str, mode: PcMode, now: Instant) -> ParticipantId {
+    /// Without `subscribe` (a token without canSubscribe) nothing is ever forwarded to it.
+    pub fn add_participant(
+        &mut self,
+        room: &str,
+        mode: PcMode,
+        subscribe: bool,
+        now: Instant,
+    ) -> ParticipantId {
         self.now = now;
         let id = ParticipantId(self.next());
         let sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config.candidates));
         let out = self
             .tracks
             .iter()
+            .filter(|_| subscribe)
             .filter(|(_, t)| {
                 t.label.is_some()
                     && self
@@ -296,6 +305,7 @@ impl Router {
             Participant {
                 room: room.to_owned(),
                 mode,
+                subscribe,
                 publisher: None,
                 subscriber: sub,
                 slots: Vec::new(),
@@ -458,7 +468,7 @@ impl Router {
         let subs: Vec<ParticipantId> = self
             .participants
             .iter()
-            .filter(|(id, p)| **id != owner && p.room == room)
+            .filter(|(id, p)| **id != owner && p.room == room && p.subscribe)
             .map(|(id, _)| *id)
             .collect();
         for s in subs {

@@ -160,7 +160,7 @@ fn audio_video_and_data_cross_the_router() {
     let mut w = World::new();
 
     // Publisher: participant A, whose publisher connection is a client-side offer.
-    let a = w.router.add_participant("room", PcMode::Dual, w.now);
+    let a = w.router.add_participant("room", PcMode::Dual, true, w.now);
     w.clients.push(Client::new("10.0.0.2:5000", w.now));
     let (offer, pending, audio_mid, video_mid) = {
         let rtc = &mut w.clients[0].rtc;
@@ -227,7 +227,7 @@ fn audio_video_and_data_cross_the_router() {
     assert!(opened.iter().any(|(_, k)| *k == TrackKind::Video));
 
     // Subscriber B joins: the router offers it both tracks plus the data channels.
-    let b = w.router.add_participant("room", PcMode::Dual, w.now);
+    let b = w.router.add_participant("room", PcMode::Dual, true, w.now);
     w.clients.push(Client::new("10.0.0.3:5000", w.now));
     w.run(1, Duration::from_millis(1));
     let mut offers: Vec<String> = w
@@ -239,6 +239,24 @@ fn audio_video_and_data_cross_the_router() {
         })
         .collect();
     let sdp = offers.pop().expect("subscriber offer for B");
+
+    // C may not subscribe (no canSubscribe grant): its offer carries the data channels only.
+    let c = w.router.add_participant("room", PcMode::Dual, false, w.now);
+    w.run(1, Duration::from_millis(1));
+    let c_offer = w
+        .take_router_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::SubscriberOffer { participant, sdp } if participant == c => Some(sdp),
+            _ => None,
+        })
+        .expect("subscriber offer for C");
+    assert!(c_offer.contains("m=application"), "{c_offer}");
+    assert!(
+        !c_offer.contains("m=audio") && !c_offer.contains("m=video"),
+        "{c_offer}"
+    );
+    w.router.remove_participant(c);
     assert!(
         sdp.contains("a=msid:PA_a|TR_0 TR_0") || sdp.contains("a=msid:PA_a|TR_1 TR_1"),
         "{sdp}"
