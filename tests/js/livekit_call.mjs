@@ -247,6 +247,19 @@ try {
     result.steps.resume = { sid: await pages.alice.evaluate(() => window.__room.localParticipant.sid), before, after };
   }
 
+  // Which transport carries the media (selected ICE candidate pair of each receiver).
+  for (const who of ['alice', 'bob']) {
+    result.steps[`transport_${who}`] = await pages[who].evaluate(() => {
+      const protos = new Set();
+      for (const t of window.__ev.tracks) {
+        const ice = t.track.receiver && t.track.receiver.transport && t.track.receiver.transport.iceTransport;
+        const pair = ice && ice.getSelectedCandidatePair();
+        if (pair) protos.add(pair.local.protocol);
+      }
+      return [...protos];
+    });
+  }
+
   // Chromium's fake microphone beeps: the SFU reads the audio-level header extension and
   // tells bob that alice is speaking (speakers_changed → isSpeaking).
   result.steps.speaking = await until('alice speaking at bob', () => pages.bob.evaluate(() => window.__ev.speakers.includes('alice')), 15000);

@@ -35,6 +35,7 @@ impl LivekitServer {
             .args(["--bind", "127.0.0.1", "--node-ip", "127.0.0.1"])
             .args(["--port", &p.listen.to_string()])
             .args(["--udp-port", &udp_port.to_string()])
+            .args(["--tcp-port", &p.tls.to_string()])
             .args(["--keys", &format!("{API_KEY}: {API_SECRET}")])
             .args(extra)
             .env("RUST_LOG", "info");

@@ -62,7 +62,6 @@ fn call(p: Peers, single_pc: &str, package: &str, room: &str) -> (Value, Livekit
     call_with(p, single_pc, package, room, &[])
 }
 
-/// [`call`] with extra environment for the script (`LK_LAYERS`, `LK_ADAPTIVE`).
 fn call_with(
     p: Peers,
     single_pc: &str,
@@ -70,8 +69,21 @@ fn call_with(
     room: &str,
     env: &[(&str, &str)],
 ) -> (Value, LivekitServer) {
+    call_with_server(p, single_pc, package, room, env, &[])
+}
+
+/// [`call`] with extra environment for the script (`LK_LAYERS`, `LK_ADAPTIVE`, `LK_RESUME`)
+/// and extra server flags.
+fn call_with_server(
+    p: Peers,
+    single_pc: &str,
+    package: &str,
+    room: &str,
+    env: &[(&str, &str)],
+    server_flags: &[&str],
+) -> (Value, LivekitServer) {
     let Peers { node, browser } = p;
-    let server = LivekitServer::start(&[]).unwrap_or_else(|s| panic!("server: {}", s.0));
+    let server = LivekitServer::start(server_flags).unwrap_or_else(|s| panic!("server: {}", s.0));
     let mut cmd = Command::new(node);
     cmd.arg(package_dir().join("js/livekit_call.mjs"))
         .args([
@@ -154,6 +166,11 @@ fn js_sdk_2_23_default_single_pc_over_rtc_v1() {
     let p = need!(peers("livekit-client"));
     let (v, server) = call(p, "default", "livekit-client", "default-2-23");
     assert_media(&v);
+    assert_eq!(
+        v["steps"]["transport_alice"],
+        serde_json::json!(["udp"]),
+        "{v}"
+    );
     assert_eq!(server.sessions_on("/rtc/v1"), 2, "{}", server.log_tail(20));
     assert_eq!(server.sessions_on("/rtc"), 0);
 }
@@ -239,5 +256,28 @@ fn js_sdk_2_23_signal_resume_on_both_paths() {
             "/rtc"
         };
         assert_eq!(server.sessions_on(path), 3, "{}", server.log_tail(20));
+    }
+}
+
+/// A server that offers only its passive ICE-TCP candidates (`--ice-tcp-only`, as when UDP is
+/// blocked on the way): the whole call runs over TCP on the TCP port.
+#[test]
+fn js_sdk_2_23_ice_tcp_only() {
+    let p = need!(peers("livekit-client"));
+    let (v, _server) = call_with_server(
+        p,
+        "default",
+        "livekit-client",
+        "tcp-only",
+        &[],
+        &["--ice-tcp-only"],
+    );
+    assert_media(&v);
+    for who in ["alice", "bob"] {
+        assert_eq!(
+            v["steps"][format!("transport_{who}")],
+            serde_json::json!(["tcp"]),
+            "{who} did not use ICE-TCP: {v}"
+        );
     }
 }

@@ -52,19 +52,43 @@ pub async fn serve(
         settings.udp_port,
     ))?);
     let udp_addr = udp.local_addr()?;
+    let tcp = if settings.tcp_port == 0 {
+        None
+    } else {
+        Some(std::net::TcpListener::bind(SocketAddr::new(
+            bind_ip,
+            settings.tcp_port,
+        ))?)
+    };
+    let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
     let advertised = settings.advertised_ips();
     let candidates = advertised
         .iter()
+        .filter(|_| settings.udp_candidates)
         .map(|ip| SocketAddr::new(*ip, udp_addr.port()))
         .collect();
-    let router = Router::new(RouterConfig { candidates }, Instant::now());
+    let tcp_candidates = tcp_addr
+        .map(|a| {
+            advertised
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, a.port()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let router = Router::new(
+        RouterConfig {
+            candidates,
+            tcp_candidates,
+        },
+        Instant::now(),
+    );
     let hub = Arc::new(Mutex::new(Hub::new(settings.clone(), udp.clone(), router)));
     {
         let hub = hub.clone();
-        let port = udp_addr.port();
+        let sockets = crate::media::Sockets { udp, tcp };
         std::thread::Builder::new()
             .name("sfu-media".into())
-            .spawn(move || crate::media::run(hub, udp, advertised, port))?;
+            .spawn(move || crate::media::run(hub, sockets, advertised))?;
     }
     {
         let hub = hub.clone();
@@ -101,7 +125,7 @@ pub async fn serve(
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::new(bind_ip, settings.http_port)).await?;
     let http_addr = listener.local_addr()?;
-    tracing::info!(%http_addr, %udp_addr, "livekit-compatible SFU listening");
+    tracing::info!(%http_addr, %udp_addr, ?tcp_addr, "livekit-compatible SFU listening");
     let fut = async move { axum::serve(listener, routes).await };
     Ok((
         Server {

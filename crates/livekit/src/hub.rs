@@ -19,7 +19,8 @@ use livekit_protocol as proto;
 use prost::Message;
 use proto::{DataPacket, ParticipantInfo, SignalResponse, TrackInfo, signal_response};
 use switchyard_sfu::{
-    Event, LayerChoice, ParticipantId, PcMode, Router, TrackId, TrackKind, TrackLabel,
+    Event, LayerChoice, ParticipantId, PcMode, Protocol, Router, TrackId, TrackKind, TrackLabel,
+    Transmit,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -78,6 +79,8 @@ pub(crate) struct Hub {
     pub(crate) rooms: HashMap<String, Room>,
     by_router: HashMap<ParticipantId, (String, String)>,
     next_session: u64,
+    /// ICE-TCP datagrams for the media thread, which owns the TCP connections.
+    tcp_out: Vec<Transmit>,
 }
 
 pub(crate) fn unix_now() -> (i64, i64) {
@@ -138,6 +141,7 @@ impl Hub {
             rooms: HashMap::new(),
             by_router: HashMap::new(),
             next_session: 1,
+            tcp_out: Vec::new(),
         }
     }
 
@@ -440,7 +444,11 @@ impl Hub {
             let mut did = false;
             while let Some(t) = self.router.poll_transmit() {
                 did = true;
-                let _ = self.socket.send_to(&t.contents, t.destination);
+                if t.proto == Protocol::Udp {
+                    let _ = self.socket.send_to(&t.contents, t.destination);
+                } else {
+                    self.tcp_out.push(t);
+                }
             }
             while let Some(ev) = self.router.poll_event() {
                 did = true;
@@ -841,6 +849,11 @@ impl Hub {
             .filter(|p| !p.tracks.is_empty())
             .count() as u32;
         info
+    }
+
+    /// ICE-TCP datagrams produced since the last call.
+    pub(crate) fn take_tcp(&mut self) -> Vec<Transmit> {
+        std::mem::take(&mut self.tcp_out)
     }
 
     pub(crate) fn next_timeout(&self) -> Option<Instant> {

@@ -17,8 +17,11 @@ pub struct Settings {
     pub dev: bool,
     /// The one UDP port all peer connections share (`rtc.udp_port`, 7882).
     pub udp_port: u16,
-    /// ICE over TCP (`rtc.tcp_port`, 7881). Not served yet; kept so configs carry over.
+    /// Passive ICE over TCP (`rtc.tcp_port`, 7881); 0 turns it off.
     pub tcp_port: u16,
+    /// Advertise UDP candidates (default). Off, clients must use ICE-TCP: a diagnostic for
+    /// networks that drop UDP, and how the tests prove the TCP path.
+    pub udp_candidates: bool,
     /// Addresses advertised as ICE host candidates (`rtc.node_ip`). Empty: the bind
     /// addresses if specific, else 127.0.0.1.
     pub node_ips: Vec<IpAddr>,
@@ -39,6 +42,7 @@ impl Default for Settings {
             dev: false,
             udp_port: 7882,
             tcp_port: 7881,
+            udp_candidates: true,
             node_ips: Vec::new(),
             auto_create: true,
             empty_timeout: Duration::from_secs(300),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
-use str0m::net::{Receive, Transmit};
+use str0m::net::{Receive, TcpType, Transmit};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc, RtcError};
 
 use crate::forward::{Forwarder, Target, Verdict};
@@ -122,8 +122,10 @@ pub enum PcMode {
 /// Static router settings.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
-    /// Host candidates advertised in every SDP (the UDP socket's public address(es)).
+    /// UDP host candidates advertised in every SDP (the UDP socket's public address(es)).
     pub candidates: Vec<SocketAddr>,
+    /// Passive ICE-TCP host candidates (RFC 6544), for clients that cannot use UDP.
+    pub tcp_candidates: Vec<SocketAddr>,
 }
 
 struct Pc {
@@ -135,10 +137,20 @@ struct Pc {
 }
 
 impl Pc {
-    fn new(now: Instant, candidates: &[SocketAddr]) -> Self {
+    fn new(now: Instant, config: &RouterConfig) -> Self {
         let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
-        for addr in candidates {
+        for addr in &config.candidates {
             if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        for addr in &config.tcp_candidates {
+            let c = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build();
+            if let Ok(c) = c {
                 rtc.add_local_candidate(c);
             }
         }
@@ -282,7 +294,7 @@ impl Router {
     ) -> ParticipantId {
         self.now = now;
         let id = ParticipantId(self.next());
-        let sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config.candidates));
+        let sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config));
         let out = self
             .tracks
             .iter()
@@ -375,12 +387,12 @@ impl Router {
     ) -> Result<String, SfuError> {
         self.now = now;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
-        let candidates = self.config.candidates.clone();
+        let config = &self.config;
         let p = self
             .participants
             .get_mut(&id)
             .ok_or(SfuError::NoParticipant)?;
-        let pc = p.publisher.get_or_insert_with(|| Pc::new(now, &candidates));
+        let pc = p.publisher.get_or_insert_with(|| Pc::new(now, config));
         let answer = pc.rtc.sdp_api().accept_offer(offer)?;
         p.offer_requested = false;
         self.drain(id, PcRole::Publisher);

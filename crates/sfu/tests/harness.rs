@@ -52,6 +52,7 @@ impl World {
             router: Router::new(
                 RouterConfig {
                     candidates: vec![SFU.parse().unwrap()],
+                    tcp_candidates: Vec::new(),
                 },
                 now,
             ),

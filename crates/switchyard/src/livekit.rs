@@ -17,7 +17,7 @@ const USAGE: &str = "\
 switchyard livekit — LiveKit-compatible SFU (livekit-server drop-in)
 
 Usage: switchyard livekit [--dev] [--keys \"key: secret\"] [--bind IP] [--port N]
-                          [--udp-port N] [--node-ip IP]
+                          [--udp-port N] [--tcp-port N] [--ice-tcp-only] [--node-ip IP]
 Environment: LIVEKIT_KEYS=\"key: secret\" (flags win).";
 
 pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
@@ -108,6 +108,8 @@ fn settings_from(args: &[String], env_keys: Option<&str>) -> anyhow::Result<Sett
             }
             "--port" => s.http_port = value("--port")?.parse().context("--port")?,
             "--udp-port" => s.udp_port = value("--udp-port")?.parse().context("--udp-port")?,
+            "--tcp-port" => s.tcp_port = value("--tcp-port")?.parse().context("--tcp-port")?,
+            "--ice-tcp-only" => s.udp_candidates = false,
             "--node-ip" => {
                 let v = value("--node-ip")?;
                 for ip in v.split(',') {
