@@ -11,7 +11,9 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
-use switchyard_sfu::{Event, PcMode, PcRole, Router, RouterConfig, TrackKind, TrackLabel};
+use switchyard_sfu::{
+    Event, ParticipantId, PcMode, PcRole, Router, RouterConfig, TrackKind, TrackLabel,
+};
 
 const SFU: &str = "10.0.0.1:7882";
 
@@ -25,7 +27,9 @@ struct Client {
 impl Client {
     fn new(addr: &str, now: Instant) -> Self {
         let addr: SocketAddr = addr.parse().unwrap();
-        let mut rtc = Rtc::builder().build(now);
+        let mut rtc = Rtc::builder()
+            .set_stats_interval(Some(Duration::from_millis(500)))
+            .build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         Client {
             rtc,
@@ -42,6 +46,10 @@ struct World {
     router: Router,
     clients: Vec<Client>,
     router_events: Vec<Event>,
+    /// Drop every n-th large (media) datagram the router sends to this client.
+    loss_to: Option<(SocketAddr, u32)>,
+    sent_large: u32,
+    dropped: u32,
 }
 
 impl World {
@@ -58,6 +66,9 @@ impl World {
             ),
             clients: Vec::new(),
             router_events: Vec::new(),
+            loss_to: None,
+            sent_large: 0,
+            dropped: 0,
         }
     }
 
@@ -100,6 +111,16 @@ impl World {
                     self.router.handle_receive(self.now, r);
                 }
                 while let Some((src, dst, bytes)) = to_client.pop_front() {
+                    if let Some((lossy, nth)) = self.loss_to
+                        && lossy == dst
+                        && bytes.len() > 300
+                    {
+                        self.sent_large += 1;
+                        if self.sent_large % nth == 0 {
+                            self.dropped += 1;
+                            continue;
+                        }
+                    }
                     if let Some(c) = self.clients.iter_mut().find(|c| c.addr == dst) {
                         let r = Receive {
                             proto: Protocol::Udp,
@@ -156,8 +177,17 @@ fn vp8_frame(key: bool, n: u8) -> Vec<u8> {
     f
 }
 
-#[test]
-fn audio_video_and_data_cross_the_router() {
+struct Call {
+    w: World,
+    a: ParticipantId,
+    b: ParticipantId,
+    audio_mid: Mid,
+    video_mid: Mid,
+}
+
+/// A publishes audio + video, B subscribes (and a participant without canSubscribe is
+/// checked to be offered no media), everything connected.
+fn call() -> Call {
     let mut w = World::new();
 
     // Publisher: participant A, whose publisher connection is a client-side offer.
@@ -287,6 +317,24 @@ fn audio_video_and_data_cross_the_router() {
         "{connected:?}"
     );
 
+    Call {
+        w,
+        a,
+        b,
+        audio_mid,
+        video_mid,
+    }
+}
+
+#[test]
+fn audio_video_and_data_cross_the_router() {
+    let Call {
+        mut w,
+        a,
+        b,
+        audio_mid,
+        video_mid,
+    } = call();
     // A sends 50 audio frames and 20 video frames (a keyframe first).
     let apt = pt_for(&mut w.clients[0].rtc, audio_mid, Codec::Opus);
     let vpt = pt_for(&mut w.clients[0].rtc, video_mid, Codec::Vp8);
@@ -388,4 +436,47 @@ fn audio_video_and_data_cross_the_router() {
         .into_iter()
         .any(|e| matches!(e, Event::SubscriberOffer { participant, .. } if participant == b));
     assert!(reoffer, "no renegotiation after the publisher left");
+}
+
+/// Every 12th media packet to the subscriber is lost: its NACKs reach the router, str0m
+/// retransmits (RTX) from the subscriber's send buffer, and every frame still arrives whole.
+/// (Above ~15 % retransmissions str0m stops resending on purpose, so the loss stays below.)
+#[test]
+fn losses_to_a_subscriber_are_repaired() {
+    let Call {
+        mut w, video_mid, ..
+    } = call();
+    w.loss_to = Some((w.clients[1].addr, 12));
+    let vpt = pt_for(&mut w.clients[0].rtc, video_mid, Codec::Vp8);
+    for i in 0..30u64 {
+        let now = w.now;
+        // Frames of several packets each, so most frames lose one.
+        let mut frame = vp8_frame(i == 0, i as u8);
+        frame.extend(std::iter::repeat_n(i as u8, 3000));
+        let wr = w.clients[0].rtc.writer(video_mid).unwrap();
+        wr.write(vpt, now, MediaTime::from_90khz(3000 * i), frame)
+            .unwrap();
+        w.run(10, Duration::from_millis(10));
+    }
+    w.run(100, Duration::from_millis(10));
+    assert!(w.dropped >= 8, "only {} packets dropped", w.dropped);
+    let frames: Vec<_> = w.clients[1]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RtcEvent::MediaData(d) if d.params.spec().codec == Codec::Vp8 => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        frames.len(),
+        30,
+        "frames lost for good (dropped {})",
+        w.dropped
+    );
+    assert!(
+        frames.iter().all(|f| f.data.len() == 3210),
+        "a frame arrived damaged"
+    );
+    let _ = b;
 }
