@@ -478,5 +478,4 @@ fn losses_to_a_subscriber_are_repaired() {
         frames.iter().all(|f| f.data.len() == 3210),
         "a frame arrived damaged"
     );
-    let _ = b;
 }
