@@ -116,7 +116,7 @@ impl World {
                         && bytes.len() > 300
                     {
                         self.sent_large += 1;
-                        if self.sent_large % nth == 0 {
+                        if self.sent_large.is_multiple_of(nth) {
                             self.dropped += 1;
                             continue;
                         }
