@@ -309,3 +309,100 @@ fn vanished_client_is_cleaned_up_and_leave_is_broadcast() {
     });
     assert!(left.is_some(), "leave not broadcast");
 }
+
+fn twirp(
+    server: &LivekitServer,
+    method: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    let (status, text) = http(
+        server.http,
+        "POST",
+        &format!("/twirp/livekit.RoomService/{method}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn twirp_admin_grants_are_per_room_and_empty_rooms_expire() {
+    let server = need!(LivekitServer::start(&[]));
+    let creator = token(
+        API_KEY,
+        API_SECRET,
+        "svc",
+        json!({"roomCreate": true, "roomList": true}),
+        600,
+    );
+    let (s, room) = twirp(
+        &server,
+        "CreateRoom",
+        &creator,
+        json!({"name": "short", "empty_timeout": 1}),
+    );
+    assert_eq!(s, 200, "{room}");
+    assert_eq!(room["name"], "short");
+    let (_ws, _) = join(&server, "member", "kept", json!({}));
+
+    // roomAdmin for another room does not reach into this one.
+    let admin_other = token(
+        API_KEY,
+        API_SECRET,
+        "svc",
+        json!({"roomAdmin": true, "room": "other"}),
+        600,
+    );
+    let (s, e) = twirp(
+        &server,
+        "ListParticipants",
+        &admin_other,
+        json!({"room": "kept"}),
+    );
+    assert_eq!((s, e["code"].as_str()), (403, Some("permission_denied")));
+    let admin = token(
+        API_KEY,
+        API_SECRET,
+        "svc",
+        json!({"roomAdmin": true, "room": "kept"}),
+        600,
+    );
+    let (s, p) = twirp(
+        &server,
+        "GetParticipant",
+        &admin,
+        json!({"room": "kept", "identity": "member"}),
+    );
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["identity"], "member");
+    // Without roomCreate, no CreateRoom.
+    let (s, e) = twirp(&server, "CreateRoom", &admin, json!({"name": "x"}));
+    assert_eq!((s, e["code"].as_str()), (403, Some("permission_denied")));
+
+    // The room nobody joined goes after its empty timeout; the occupied one stays.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = twirp(&server, "ListRooms", &creator, json!({}));
+        let names: Vec<&str> = list["rooms"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect())
+            .unwrap_or_default();
+        if !names.contains(&"short") {
+            assert!(names.contains(&"kept"), "{names:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "empty room never closed: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
