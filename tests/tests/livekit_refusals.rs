@@ -406,3 +406,38 @@ fn twirp_admin_grants_are_per_room_and_empty_rooms_expire() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A client whose connection stays open but which stops sending (not even pings) is dropped
+/// after the announced ping timeout and, with no resume, removed; its peers are told.
+#[test]
+fn silent_client_times_out() {
+    let server = need!(LivekitServer::start(&[]));
+    let (mut stay, j) = join(&server, "stay", "quiet", json!({}));
+    assert_eq!(j.ping_timeout, 15);
+    let (_silent, _) = join(&server, "silent", "quiet", json!({}));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut gone = false;
+    while Instant::now() < deadline && !gone {
+        send(
+            &mut stay,
+            signal_request::Message::PingReq(proto::Ping {
+                timestamp: 1,
+                rtt: 0,
+            }),
+        );
+        gone = wait_for(&mut stay, Duration::from_secs(2), |m| match m {
+            signal_response::Message::Update(u) => u.participants.into_iter().find(|p| {
+                p.identity == "silent"
+                    && p.state == proto::participant_info::State::Disconnected as i32
+            }),
+            _ => None,
+        })
+        .is_some();
+    }
+    assert!(
+        gone,
+        "silent client never timed out:\n{}",
+        server.log_tail(20)
+    );
+    assert!(server.log().contains("ping timeout"));
+}

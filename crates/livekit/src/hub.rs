@@ -267,7 +267,7 @@ impl Hub {
             other_participants: others,
             server_version: crate::SERVER_VERSION.into(),
             subscriber_primary: path == SignalPath::V0,
-            ping_timeout: 15,
+            ping_timeout: crate::signal::PING_TIMEOUT.as_secs() as i32,
             ping_interval: 5,
             server_info: Some(server_info()),
             client_configuration: Some(proto::ClientConfiguration {

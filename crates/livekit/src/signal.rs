@@ -18,6 +18,9 @@ use crate::token::Claims;
 pub(crate) const MAX_SIGNAL_BYTES: usize = 2 * 1024 * 1024;
 /// Grace period for a resume after the WebSocket drops without a leave.
 const RESUME_GRACE: Duration = Duration::from_secs(10);
+/// A client that sends nothing (not even its pings, every 5 s) for this long is gone; the
+/// same value is announced in `JoinResponse.ping_timeout`.
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the session starts.
 pub(crate) enum Start {
@@ -195,8 +198,13 @@ pub(crate) async fn run(
             }
         }
     }
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(last_heard + PING_TIMEOUT) => {
+                tracing::info!(room, identity, "ping timeout, dropping the signalling connection");
+                break;
+            }
             out = rx.recv() => match out {
                 Some(Outbound::Signal(m)) => {
                     if ws.send(WsMessage::Binary(m.encode_to_vec().into())).await.is_err() {
@@ -212,6 +220,7 @@ pub(crate) async fn run(
             },
             msg = ws.recv() => {
                 let Some(Ok(msg)) = msg else { break };
+                last_heard = tokio::time::Instant::now();
                 let bytes = match msg {
                     WsMessage::Binary(b) => b,
                     WsMessage::Close(_) => break,

@@ -405,7 +405,6 @@ impl Router {
             self.assign_slots(id, false);
             sdp = self.rewrite_single_answer(id, &sdp);
         }
-        self.pump();
         Ok(sdp)
     }
 
@@ -437,7 +436,6 @@ impl Router {
         self.drain(id, PcRole::Subscriber);
         // Changes that queued up while this offer was out.
         self.negotiate(id);
-        self.pump();
         Ok(())
     }
 
@@ -458,7 +456,6 @@ impl Router {
             pc.rtc.add_remote_candidate(c);
         }
         self.drain(id, role);
-        self.pump();
         Ok(())
     }
 
@@ -493,7 +490,6 @@ impl Router {
             }
             self.negotiate(s);
         }
-        self.pump();
         Ok(())
     }
 
@@ -543,7 +539,6 @@ impl Router {
             .and_then(|mut ch| ch.write(true, data).ok())
             .unwrap_or(false);
         self.drain(to, PcRole::Subscriber);
-        self.pump();
         ok
     }
 
@@ -583,7 +578,6 @@ impl Router {
             tracing::debug!(%id, ?role, "input refused: {e}");
         }
         self.drain(id, role);
-        self.pump();
         true
     }
 
@@ -618,7 +612,6 @@ impl Router {
             }
             self.drain(id, role);
         }
-        self.pump();
     }
 
     /// The earliest instant at which [`Router::handle_timeout`] has work.
@@ -858,10 +851,6 @@ impl Router {
             self.subscriber_wants_keyframe(id, mid);
         }
     }
-
-    /// Frames waiting to go out were written inside `drain`; nothing else is deferred, but
-    /// keep one place to extend (e.g. batching) later.
-    fn pump(&mut self) {}
 
     /// Single mode: binds waiting outgoing tracks to free receive-only m-lines and drops
     /// stopped ones. With `request`, asks the client for an offer if anything changed or
