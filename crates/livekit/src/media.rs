@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard_sfu::{Protocol, Receive};
+use switchyard_sfu::Protocol;
 
 use crate::hub::Hub;
 
@@ -77,19 +77,15 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
         match udp.recv_from(&mut buf) {
             Ok((n, source)) => {
                 let now = Instant::now();
-                if let Ok(contents) = buf[..n].try_into() {
-                    let r = Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: local.for_peer(&source, udp_port),
-                        contents,
-                    };
-                    let mut h = hub.lock().expect("hub lock");
-                    if !h.router().handle_receive(now, r) {
-                        tracing::trace!(%source, "datagram for no connection");
-                    }
-                    h.flush();
+                let destination = local.for_peer(&source, udp_port);
+                let mut h = hub.lock().expect("hub lock");
+                if !h
+                    .router()
+                    .handle_datagram(now, Protocol::Udp, source, destination, &buf[..n])
+                {
+                    tracing::trace!(%source, "datagram for no connection");
                 }
+                h.flush();
             }
             Err(e)
                 if matches!(
@@ -180,17 +176,11 @@ fn read_tcp(
             }
             let frame = &c.rbuf[used + 2..used + 2 + len];
             used += 2 + len;
-            if let Ok(contents) = frame.try_into() {
-                let r = Receive {
-                    proto: Protocol::Tcp,
-                    source: *peer,
-                    destination: local.for_peer(peer, port),
-                    contents,
-                };
-                let mut h = hub.lock().expect("hub lock");
-                h.router().handle_receive(Instant::now(), r);
-                h.flush();
-            }
+            let destination = local.for_peer(peer, port);
+            let mut h = hub.lock().expect("hub lock");
+            h.router()
+                .handle_datagram(Instant::now(), Protocol::Tcp, *peer, destination, frame);
+            h.flush();
         }
         c.rbuf.drain(..used);
         alive

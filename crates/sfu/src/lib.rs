@@ -22,4 +22,4 @@ pub use ids::{ParticipantId, PcRole, TrackId};
 pub use router::{
     Event, LayerChoice, PcMode, Router, RouterConfig, SfuError, TrackKind, TrackLabel,
 };
-pub use str0m::net::{Protocol, Receive, Transmit};
+pub use str0m::net::{Protocol, Transmit};

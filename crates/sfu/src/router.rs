@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
-use str0m::net::{Receive, TcpType, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc, RtcError};
 
 use crate::forward::{Forwarder, Target, Verdict};
@@ -163,6 +163,10 @@ impl Pc {
         }
     }
 
+    fn ufrag(&mut self) -> String {
+        self.rtc.direct_api().local_ice_credentials().ufrag
+    }
+
     fn channel_id(&self, label: &str) -> Option<ChannelId> {
         self.channels
             .iter()
@@ -256,6 +260,8 @@ pub struct Router {
     tracks: HashMap<TrackId, Track>,
     /// Fast path for media: remote address → connection that last accepted it.
     by_addr: HashMap<SocketAddr, (ParticipantId, PcRole)>,
+    /// Our local ICE ufrag → connection, for STUN from addresses not seen yet.
+    by_ufrag: HashMap<String, (ParticipantId, PcRole)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     now: Instant,
@@ -269,6 +275,7 @@ impl Router {
             participants: HashMap::new(),
             tracks: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             now,
@@ -294,7 +301,10 @@ impl Router {
     ) -> ParticipantId {
         self.now = now;
         let id = ParticipantId(self.next());
-        let sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config));
+        let mut sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config));
+        if let Some(pc) = sub.as_mut() {
+            self.by_ufrag.insert(pc.ufrag(), (id, PcRole::Subscriber));
+        }
         let out = self
             .tracks
             .iter()
@@ -344,6 +354,7 @@ impl Router {
             pc.rtc.disconnect();
         }
         self.by_addr.retain(|_, (pid, _)| *pid != id);
+        self.by_ufrag.retain(|_, (pid, _)| *pid != id);
         let gone: Vec<TrackId> = self
             .tracks
             .iter()
@@ -394,6 +405,8 @@ impl Router {
             .ok_or(SfuError::NoParticipant)?;
         let pc = p.publisher.get_or_insert_with(|| Pc::new(now, config));
         let answer = pc.rtc.sdp_api().accept_offer(offer)?;
+        // New connection, or an ICE restart that changed our credentials.
+        self.by_ufrag.insert(pc.ufrag(), (id, PcRole::Publisher));
         p.offer_requested = false;
         self.drain(id, PcRole::Publisher);
         let mut sdp = answer.to_sdp_string();
@@ -542,18 +555,48 @@ impl Router {
         ok
     }
 
-    /// Feeds one datagram received on the shared socket. Returns false if no connection
-    /// claimed it.
-    pub fn handle_receive(&mut self, now: Instant, r: Receive<'_>) -> bool {
+    /// Feeds one datagram received on the shared socket (or one ICE-TCP frame) sent by
+    /// `source` to our `destination`. Returns false if no connection claimed it.
+    ///
+    /// Demultiplexing: the 5-tuple of a known peer first; for STUN from a new address, the
+    /// local ICE ufrag in its USERNAME; a scan of all connections only as the last resort.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
         self.now = now;
-        let source = r.source;
-        let input = Input::Receive(now, r);
-        let mut owner = self.by_addr.get(&source).copied().filter(|(id, role)| {
-            self.participants
-                .get(id)
-                .and_then(|p| p.pc(*role))
+        let Ok(contents) = bytes.try_into() else {
+            return false;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let accepts = |this: &Self, (id, role): (ParticipantId, PcRole)| {
+            this.participants
+                .get(&id)
+                .and_then(|p| p.pc(role))
                 .is_some_and(|pc| pc.rtc.accepts(&input))
-        });
+        };
+        let mut owner = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|o| accepts(self, *o));
+        if owner.is_none() {
+            owner = local_ufrag(bytes)
+                .and_then(|u| self.by_ufrag.get(u).copied())
+                .filter(|o| accepts(self, *o));
+        }
         if owner.is_none() {
             owner = self.participants.iter().find_map(|(id, p)| {
                 if p.subscriber
@@ -1140,6 +1183,15 @@ impl Participant {
     }
 }
 
+/// The local (our) ufrag of a STUN request's `USERNAME` (`ours:theirs`, RFC 8445 §7.2.2).
+fn local_ufrag(bytes: &[u8]) -> Option<&str> {
+    if switchyard_stun::classify(bytes) != switchyard_stun::PacketKind::Stun {
+        return None;
+    }
+    let msg = switchyard_stun::Message::parse(bytes).ok()?;
+    msg.username().ok()??.split(':').next()
+}
+
 /// Splits an SDP into the session part and one slice per m-section, each keeping its line ends.
 fn split_sections(sdp: &str) -> Vec<&str> {
     let mut starts: Vec<usize> = sdp.match_indices("\nm=").map(|(i, _)| i + 1).collect();
@@ -1151,4 +1203,26 @@ fn split_sections(sdp: &str) -> Vec<&str> {
 fn default_target(t: &Track) -> Target {
     // Everything up to the top layer until the subscriber says otherwise.
     Target::Layer(t.rids.len().saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_stun::{Class, MessageBuilder, MessageType, Method, TransactionId, attr};
+
+    #[test]
+    fn local_ufrag_from_binding_request() {
+        let mut buf = vec![0u8; 256];
+        let typ = MessageType::new(Class::Request, Method::BINDING);
+        let mut b = MessageBuilder::new(&mut buf, typ, TransactionId([7; 12])).unwrap();
+        b.add(attr::USERNAME, b"sfuFrag:clientFrag").unwrap();
+        let n = b.finish();
+        assert_eq!(local_ufrag(&buf[..n]), Some("sfuFrag"));
+        // Not STUN (an RTP packet) or STUN without USERNAME: no ufrag.
+        assert_eq!(local_ufrag(&[0x80, 0x60, 0, 1, 0, 0, 0, 0]), None);
+        let mut b = MessageBuilder::new(&mut buf, typ, TransactionId([8; 12])).unwrap();
+        b.add_u32(attr::LIFETIME, 1).unwrap();
+        let n = b.finish();
+        assert_eq!(local_ufrag(&buf[..n]), None);
+    }
 }

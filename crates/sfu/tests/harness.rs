@@ -102,13 +102,9 @@ impl World {
                     break;
                 }
                 while let Some((from, bytes)) = to_router.pop_front() {
-                    let r = Receive {
-                        proto: Protocol::Udp,
-                        source: from,
-                        destination: SFU.parse().unwrap(),
-                        contents: bytes.as_slice().try_into().unwrap(),
-                    };
-                    self.router.handle_receive(self.now, r);
+                    let sfu = SFU.parse().unwrap();
+                    self.router
+                        .handle_datagram(self.now, Protocol::Udp, from, sfu, &bytes);
                 }
                 while let Some((src, dst, bytes)) = to_client.pop_front() {
                     if let Some((lossy, nth)) = self.loss_to
