@@ -84,7 +84,7 @@ async function joinInPage(url, tok, single, adaptive) {
   const opts = { adaptiveStream: adaptive, dynacast: adaptive };
   if (single !== 'default') opts.singlePeerConnection = single === 'true';
   const room = new Room(opts);
-  const ev = { muted: [], left: [], data: [], tracks: [], speakers: [] };
+  const ev = { muted: [], left: [], data: [], tracks: [], speakers: [], unpublished: [] };
   window.__room = room;
   window.__ev = ev;
   room.on(RoomEvent.TrackSubscribed, (track, pub, p) => {
@@ -102,6 +102,7 @@ async function joinInPage(url, tok, single, adaptive) {
     if (p !== room.localParticipant) ev.muted.push(`${p.identity}:${pub.kind}`);
   });
   room.on(RoomEvent.ParticipantDisconnected, (p) => ev.left.push(p.identity));
+  room.on(RoomEvent.TrackUnpublished, (pub, p) => ev.unpublished.push(`${p.identity}:${pub.kind}`));
   room.on(RoomEvent.ActiveSpeakersChanged, (speakers) => {
     for (const p of speakers) if (p !== room.localParticipant) ev.speakers.push(p.identity);
   });
@@ -271,6 +272,13 @@ try {
   // Alice mutes her camera; bob sees it.
   await pages.alice.evaluate(() => window.__room.localParticipant.setCameraEnabled(false));
   result.steps.mute = await until('mute at bob', () => pages.bob.evaluate(() => window.__ev.muted.find((m) => m === 'alice:video')), 10000);
+
+  // Alice stops publishing her microphone (renegotiation drops the m-line); bob sees it go.
+  await pages.alice.evaluate(async () => {
+    const lp = window.__room.localParticipant;
+    for (const pub of lp.audioTrackPublications.values()) await lp.unpublishTrack(pub.track);
+  });
+  result.steps.unpublish = await until('unpublish at bob', () => pages.bob.evaluate(() => window.__ev.unpublished.find((u) => u === 'alice:audio')), 10000);
 
   // Alice leaves; bob sees it.
   await pages.alice.evaluate(() => window.__room.disconnect());

@@ -1,7 +1,8 @@
 //! The real LiveKit JS SDK (npm livekit-client 2.23 and Element Call's 2.21) in headless
 //! Chromium: two participants join one room through `switchyard livekit`, publish fake camera
 //! (simulcast q/h/f) and microphone, and each decodes the other's video and receives its audio;
-//! a reliable data packet, a mute and a leave cross. See tests/js/livekit_call.mjs.
+//! a reliable data packet, a mute, an unpublish, the speaking indicator and a leave cross.
+//! See tests/js/livekit_call.mjs.
 //!
 //! Both signalling paths are covered: `/rtc/v1` (single peer connection, the SDK default)
 //! and `/rtc` (publisher + subscriber connections, `singlePeerConnection: false`).
@@ -140,6 +141,7 @@ fn assert_media(v: &Value) {
     }
     assert_eq!(v["steps"]["data"], "alice:hello-over-sfu");
     assert_eq!(v["steps"]["mute"], "alice:video");
+    assert_eq!(v["steps"]["unpublish"], "alice:audio");
     assert_eq!(v["steps"]["leave"], true);
     assert_eq!(
         v["steps"]["speaking"], true,

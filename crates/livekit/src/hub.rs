@@ -513,6 +513,27 @@ impl Hub {
                     )));
                 }
             }
+            Event::TrackClosed { participant, track } => {
+                let Some((room, identity)) = self.by_router.get(&participant).cloned() else {
+                    return;
+                };
+                let Some(p) = self.participant(&room, &identity) else {
+                    return;
+                };
+                let Some(i) = p.tracks.iter().position(|t| t.router == Some(track)) else {
+                    return;
+                };
+                let t = p.tracks.remove(i);
+                tracing::info!(room, identity, track = t.info.sid, "track unpublished");
+                if let Some(tx) = &p.tx {
+                    let _ = tx.send(signal(signal_response::Message::TrackUnpublished(
+                        proto::TrackUnpublishedResponse {
+                            track_sid: t.info.sid.clone(),
+                        },
+                    )));
+                }
+                self.participant_changed(&room, &identity);
+            }
             Event::Connected { participant, role } => {
                 tracing::debug!(%participant, ?role, "peer connection up");
             }

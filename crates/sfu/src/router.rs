@@ -69,6 +69,12 @@ pub enum LayerChoice {
 /// Something the caller must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// The publisher stopped sending a track (its m-line no longer sends to us): it is
+    /// renegotiated away from every subscriber.
+    TrackClosed {
+        participant: ParticipantId,
+        track: TrackId,
+    },
     /// A publisher connection negotiated a new incoming m-line. Nothing is forwarded until the
     /// caller names it with [`Router::publish`].
     TrackOpened {
@@ -361,7 +367,12 @@ impl Router {
             .filter(|(_, t)| t.owner == id)
             .map(|(k, _)| *k)
             .collect();
-        for t in &gone {
+        self.drop_tracks(&gone);
+    }
+
+    /// Forgets published tracks and renegotiates them away from every subscriber.
+    fn drop_tracks(&mut self, gone: &[TrackId]) {
+        for t in gone {
             self.tracks.remove(t);
         }
         let others: Vec<ParticipantId> = self.participants.keys().copied().collect();
@@ -759,6 +770,7 @@ impl Router {
         let mut media = Vec::new();
         let mut keyframe_requests = Vec::new();
         let mut new_slots = Vec::new();
+        let mut stopped_mids = Vec::new();
         loop {
             let Some(p) = self.participants.get_mut(&id) else {
                 return;
@@ -856,6 +868,15 @@ impl Router {
                         }
                     }
                     RtcEvent::MediaData(d) if role == PcRole::Publisher => media.push(d),
+                    RtcEvent::MediaChanged(m)
+                        if role == PcRole::Publisher
+                            && !matches!(
+                                m.direction,
+                                Direction::RecvOnly | Direction::SendRecv
+                            ) =>
+                    {
+                        stopped_mids.push(m.mid)
+                    }
                     RtcEvent::KeyframeRequest(k)
                         if role == PcRole::Subscriber || mode == PcMode::Single =>
                     {
@@ -886,6 +907,21 @@ impl Router {
             && let Some(p) = self.participants.get_mut(&id)
         {
             p.slots.extend(new_slots);
+        }
+        let stopped: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.owner == id && stopped_mids.contains(&t.mid))
+            .map(|(k, _)| *k)
+            .collect();
+        if !stopped.is_empty() {
+            for track in &stopped {
+                self.events.push_back(Event::TrackClosed {
+                    participant: id,
+                    track: *track,
+                });
+            }
+            self.drop_tracks(&stopped);
         }
         for d in media {
             self.forward(id, d);
