@@ -56,7 +56,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 
 # --- puppeteer-core (no browser download) -----------------------------------------------------
-if [ ! -f "$here/js/node_modules/puppeteer-core/package.json" ]; then
+if [ ! -f "$here/js/node_modules/puppeteer-core/package.json" ] \
+    || [ ! -f "$here/js/node_modules/livekit-client/package.json" ] \
+    || [ ! -f "$here/js/node_modules/livekit-client-2-21/package.json" ]; then
     echo "install-peers: npm install (tests/js)"
     export PUPPETEER_SKIP_DOWNLOAD=1 PUPPETEER_SKIP_CHROMIUM_DOWNLOAD=1
     (cd "$here/js" && quiet npm install --no-audit --no-fund --loglevel=error)
@@ -74,6 +76,13 @@ fi
 if [ ! -x "$venv/bin/podman-compose" ]; then
     echo "install-peers: pip install podman-compose into tests/.venv"
     quiet "$venv/bin/python" -m pip install --quiet 'podman-compose==1.6.0'
+fi
+
+# --- LiveKit's Python SDKs (server API client + native rtc SDK) in the same venv --------------
+if ! "$venv/bin/python" -c 'import livekit.api, livekit.rtc' >/dev/null 2>&1; then
+    echo "install-peers: pip install livekit livekit-api into tests/.venv"
+    [ -x "$venv/bin/python" ] || quiet python3 -m venv "$venv"
+    quiet "$venv/bin/python" -m pip install --quiet 'livekit==1.2.1' 'livekit-api==1.2.2'
 fi
 
 echo "install-peers: ok (coturn $(dpkg-query -W -f='${Version}' coturn 2>/dev/null || echo '?'), $(/usr/bin/chromium --version 2>/dev/null | grep -o 'Chromium [0-9.]*' || echo 'chromium ?'), puppeteer-core $(node -p "require('$here/js/node_modules/puppeteer-core/package.json').version"), synapse $("$venv/bin/python" -c 'import synapse; print(synapse.__version__)'))"

@@ -11,6 +11,8 @@
 pub mod container;
 #[path = "support/creds.rs"]
 pub mod creds;
+#[path = "support/livekit.rs"]
+pub mod livekit;
 #[path = "support/metrics.rs"]
 pub mod metrics;
 #[path = "support/ports.rs"]

@@ -91,7 +91,7 @@ impl ServerKind {
 }
 
 /// `target/<profile>/deps/<test-exe>` → `target/<profile>/switchyard`.
-fn locate_switchyard() -> Need<PathBuf> {
+pub fn locate_switchyard() -> Need<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Skip::new(format!("current_exe: {e}")))?;
     let mut tried = Vec::new();
     for dir in exe.ancestors().skip(1).take(3) {

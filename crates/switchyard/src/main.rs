@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
+mod livekit;
 mod loadgen;
 mod logging;
 mod turn;
@@ -18,11 +19,12 @@ switchyard — TURN/STUN relay and SFU for self-hosted Matrix
 Usage:
   switchyard turn [-c FILE] [coturn options...]   TURN/STUN relay (coturn drop-in)
   switchyard turn --check-config [-c FILE] ...    print the effective relay config and exit
+  switchyard livekit [--dev] [--keys \"k: s\"] ...   LiveKit-compatible SFU (livekit-server drop-in)
   switchyard loadgen turn --secret S [options]    load generator (relay, alloc-rate, idle, flood)
   switchyard --version
   switchyard --help
 
-Called as `turnserver`, the binary runs `switchyard turn`.";
+Called as `turnserver`, the binary runs `switchyard turn`; as `livekit-server`, `switchyard livekit`.";
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
@@ -41,6 +43,10 @@ fn main() -> ExitCode {
         }
         return turn::main(args);
     }
+    if argv0 == "livekit-server" {
+        args.remove(0);
+        return livekit::main(args);
+    }
     args.remove(0);
     let Some(command) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
         eprintln!("{USAGE}");
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
     };
     match command.as_str() {
         "turn" => turn::main(args.split_off(1)),
+        "livekit" => livekit::main(args.split_off(1)),
         "loadgen" => loadgen::main(args.split_off(1)),
         "--version" | "-V" | "version" => {
             println!("switchyard {}", env!("CARGO_PKG_VERSION"));

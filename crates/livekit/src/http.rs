@@ -1,0 +1,290 @@
+//! The HTTP port: `/rtc` (WebSocket), `/rtc/validate`, `/rtc/v1*`, Twirp and `GET /`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router as Routes;
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use switchyard_sfu::{Router, RouterConfig};
+
+use crate::hub::{Hub, JoinError, SignalPath};
+use crate::settings::Settings;
+use crate::signal::{self, Start};
+use crate::token::{self, Claims};
+use crate::twirp;
+
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) hub: Arc<Mutex<Hub>>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+/// A running server.
+pub struct Server {
+    pub http_addr: SocketAddr,
+    pub udp_addr: SocketAddr,
+}
+
+/// Binds the HTTP listener and the UDP socket, starts the media thread and serves HTTP on
+/// the current tokio runtime until the process ends.
+pub async fn serve(
+    settings: Settings,
+) -> std::io::Result<(
+    Server,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
+    let settings = Arc::new(settings);
+    let bind_ip = settings
+        .bind
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let udp = Arc::new(UdpSocket::bind(SocketAddr::new(
+        bind_ip,
+        settings.udp_port,
+    ))?);
+    let udp_addr = udp.local_addr()?;
+    let tcp = if settings.tcp_port == 0 {
+        None
+    } else {
+        Some(std::net::TcpListener::bind(SocketAddr::new(
+            bind_ip,
+            settings.tcp_port,
+        ))?)
+    };
+    let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let advertised = settings.advertised_ips();
+    let candidates = advertised
+        .iter()
+        .filter(|_| settings.udp_candidates)
+        .map(|ip| SocketAddr::new(*ip, udp_addr.port()))
+        .collect();
+    let tcp_candidates = tcp_addr
+        .map(|a| {
+            advertised
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, a.port()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let router = Router::new(
+        RouterConfig {
+            candidates,
+            tcp_candidates,
+        },
+        Instant::now(),
+    );
+    let hub = Arc::new(Mutex::new(Hub::new(settings.clone(), udp.clone(), router)));
+    {
+        let hub = hub.clone();
+        let sockets = crate::media::Sockets { udp, tcp };
+        std::thread::Builder::new()
+            .name("sfu-media".into())
+            .spawn(move || crate::media::run(hub, sockets, advertised))?;
+    }
+    {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(300));
+            loop {
+                tick.tick().await;
+                hub.lock().expect("hub lock").speakers_tick(Instant::now());
+            }
+        });
+    }
+    {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                hub.lock().expect("hub lock").reap_rooms(Instant::now());
+            }
+        });
+    }
+    let app = App {
+        hub,
+        settings: settings.clone(),
+    };
+    let routes = Routes::new()
+        .route("/", get(|| async { "OK" }))
+        .route("/rtc", get(rtc))
+        .route("/rtc/validate", get(validate))
+        .route("/rtc/v1", get(rtc_v1))
+        .route("/rtc/v1/validate", get(validate_v1))
+        .route("/twirp/livekit.RoomService/{method}", post(twirp_call))
+        .with_state(app);
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(bind_ip, settings.http_port)).await?;
+    let http_addr = listener.local_addr()?;
+    tracing::info!(%http_addr, %udp_addr, ?tcp_addr, "livekit-compatible SFU listening");
+    let fut = async move { axum::serve(listener, routes).await };
+    Ok((
+        Server {
+            http_addr,
+            udp_addr,
+        },
+        fut,
+    ))
+}
+
+fn token_of<'a>(q: &'a HashMap<String, String>, headers: &'a HeaderMap) -> Option<&'a str> {
+    q.get("access_token").map(String::as_str).or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(token::bearer)
+    })
+}
+
+/// The checks shared by `/rtc` and `/rtc/validate`, with livekit-server's statuses.
+fn check(
+    app: &App,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Claims, (StatusCode, String)> {
+    let Some(t) = token_of(q, headers) else {
+        return Err((StatusCode::UNAUTHORIZED, "no access token".into()));
+    };
+    let claims = token::verify(t, &app.settings.keys)
+        .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
+    app.hub
+        .lock()
+        .expect("hub lock")
+        .validate_join(&claims)
+        .map_err(|e| {
+            let status = match e {
+                JoinError::RoomNotFound => StatusCode::NOT_FOUND,
+                JoinError::NoRoomJoin => StatusCode::UNAUTHORIZED,
+                JoinError::NoIdentity | JoinError::NoSuchParticipant => StatusCode::BAD_REQUEST,
+            };
+            (status, e.to_string())
+        })?;
+    Ok(claims)
+}
+
+fn cors(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    r
+}
+
+async fn validate(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    cors(match check(&app, &q, &headers) {
+        Ok(_) => (StatusCode::OK, "success").into_response(),
+        Err((s, m)) => (s, m).into_response(),
+    })
+}
+
+/// `/rtc/v1/validate`: the `/rtc` checks plus a decodable `join_request`.
+async fn validate_v1(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    cors(match check(&app, &q, &headers) {
+        Err((s, m)) => (s, m).into_response(),
+        Ok(_) => match q
+            .get("join_request")
+            .map(|j| signal::decode_join_request(j))
+        {
+            Some(Ok(_)) => (StatusCode::OK, "success").into_response(),
+            Some(Err(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            None => (StatusCode::BAD_REQUEST, "join_request required").into_response(),
+        },
+    })
+}
+
+async fn rtc_v1(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    upgrade(app, q, headers, ws, "/rtc/v1")
+}
+
+async fn rtc(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    upgrade(app, q, headers, ws, "/rtc")
+}
+
+/// Validates and upgrades a signalling request. `/rtc/v1` needs a `join_request`; `/rtc`
+/// with one (the Go SDK's single-PC mode) is served the same way.
+fn upgrade(
+    app: App,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+    path: &'static str,
+) -> Response {
+    let claims = match check(&app, &q, &headers) {
+        Ok(c) => c,
+        Err((s, m)) => {
+            tracing::info!(status = %s, "signalling refused: {m}");
+            return (s, m).into_response();
+        }
+    };
+    let join_request = match q
+        .get("join_request")
+        .map(|j| signal::decode_join_request(j))
+    {
+        Some(Ok(j)) => Some(j),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        None if path == "/rtc/v1" => {
+            return (StatusCode::BAD_REQUEST, "join_request required").into_response();
+        }
+        None => None,
+    };
+    let (start, mode) = match join_request {
+        Some(j) => (Start::JoinV1(Box::new(j)), SignalPath::V1),
+        None => match (q.get("reconnect").map(String::as_str), q.get("sid")) {
+            (Some("1" | "true"), Some(sid)) if !sid.is_empty() => {
+                (Start::Resume { sid: sid.clone() }, SignalPath::V0)
+            }
+            _ => (Start::Join, SignalPath::V0),
+        },
+    };
+    tracing::info!(
+        path,
+        room = claims.video.room,
+        identity = claims.identity(),
+        "signalling session"
+    );
+    let hub = app.hub.clone();
+    ws.max_message_size(signal::MAX_SIGNAL_BYTES)
+        .on_upgrade(move |socket| signal::run(socket, hub, claims, start, mode))
+}
+
+async fn twirp_call(
+    State(app): State<App>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    twirp::handle(&app, &method, &headers, &body)
+}

@@ -1,0 +1,74 @@
+//! Plain server settings. Loading them from livekit.yaml, `LIVEKIT_CONFIG`, `LIVEKIT_KEYS` or
+//! flags is the config crate's business; this is only what the server needs at run time.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Everything `switchyard livekit` needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Addresses the HTTP listener and the UDP socket bind to (unspecified = all).
+    pub bind: Vec<IpAddr>,
+    /// HTTP port for `/rtc`, Twirp and health (`port`, 7880).
+    pub http_port: u16,
+    /// API key → secret pairs that may sign access tokens.
+    pub keys: Vec<(String, String)>,
+    /// Development mode (`--dev`): the devkey/secret pair and relaxed secret checks.
+    pub dev: bool,
+    /// The one UDP port all peer connections share (`rtc.udp_port`, 7882).
+    pub udp_port: u16,
+    /// Passive ICE over TCP (`rtc.tcp_port`, 7881); 0 turns it off.
+    pub tcp_port: u16,
+    /// Advertise UDP candidates (default). Off, clients must use ICE-TCP: a diagnostic for
+    /// networks that drop UDP, and how the tests prove the TCP path.
+    pub udp_candidates: bool,
+    /// Addresses advertised as ICE host candidates (`rtc.node_ip`). Empty: the bind
+    /// addresses if specific, else 127.0.0.1.
+    pub node_ips: Vec<IpAddr>,
+    /// Create rooms on first join (`room.auto_create`).
+    pub auto_create: bool,
+    /// A room nobody joined is closed after this long (`room.empty_timeout`).
+    pub empty_timeout: Duration,
+    /// A room is closed this long after its last participant left (`room.departure_timeout`).
+    pub departure_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: Vec::new(),
+            http_port: 7880,
+            keys: Vec::new(),
+            dev: false,
+            udp_port: 7882,
+            tcp_port: 7881,
+            udp_candidates: true,
+            node_ips: Vec::new(),
+            auto_create: true,
+            empty_timeout: Duration::from_secs(300),
+            departure_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Settings {
+    /// The key pair `--dev` implies, as livekit-server has it.
+    pub const DEV_KEY: (&'static str, &'static str) = ("devkey", "secret");
+
+    /// Addresses to advertise as ICE candidates.
+    pub fn advertised_ips(&self) -> Vec<IpAddr> {
+        if !self.node_ips.is_empty() {
+            return self.node_ips.clone();
+        }
+        let specific: Vec<IpAddr> = self
+            .bind
+            .iter()
+            .copied()
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        if !specific.is_empty() {
+            return specific;
+        }
+        vec![IpAddr::from([127, 0, 0, 1])]
+    }
+}

@@ -1,0 +1,25 @@
+//! A sans-IO selective forwarding unit over [str0m].
+//!
+//! One [`Router`] holds every room, participant and peer connection. Each participant has a
+//! *publisher* connection (the client offers, we answer; media flows in) and a *subscriber*
+//! connection (we offer, the client answers; media flows out). All connections share one
+//! UDP socket: the caller feeds datagrams in with [`Router::handle_receive`] and sends what
+//! [`Router::poll_transmit`] yields. Time only enters through the `now` arguments.
+//!
+//! The router knows nothing about LiveKit: it speaks in [`ParticipantId`]s, [`TrackId`]s,
+//! SDP strings and opaque data-channel payloads, and reports what happened as [`Event`]s.
+//! str0m does the RTP/RTCP work (SRTP, NACK and RTX, sequence numbers, SSRCs); the router
+//! picks which simulcast layer each subscriber gets and keeps the outgoing RTP timestamps
+//! continuous across layer switches (see [`forward`]).
+
+#![forbid(unsafe_code)]
+
+mod forward;
+mod ids;
+mod router;
+
+pub use ids::{ParticipantId, PcRole, TrackId};
+pub use router::{
+    Event, LayerChoice, PcMode, Router, RouterConfig, SfuError, TrackKind, TrackLabel,
+};
+pub use str0m::net::{Protocol, Transmit};

@@ -1,0 +1,1264 @@
+//! The router: participants, their peer connections, published tracks and subscriptions.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
+use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc, RtcError};
+
+use crate::forward::{Forwarder, Target, Verdict};
+use crate::ids::{ParticipantId, PcRole, TrackId};
+
+/// Labels of the data channels the subscriber connection carries; the publisher side uses
+/// whatever the client opened.
+const RELIABLE_LABEL: &str = "_reliable";
+const LOSSY_LABEL: &str = "_lossy";
+
+/// A simulcast layer counts as sent while it delivered a frame this recently.
+const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
+/// Weight of the previous value in the audio level average (per packet, ~20 ms).
+const LEVEL_SMOOTHING: f32 = 0.8;
+/// An audio level older than this counts as silence (muted, DTX, gone).
+const LEVEL_STALE: Duration = Duration::from_millis(1000);
+
+/// At most one keyframe request per publisher layer in this interval.
+const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("no such participant")]
+    NoParticipant,
+    #[error("no such track")]
+    NoTrack,
+    #[error("bad SDP: {0}")]
+    Sdp(String),
+    #[error("bad ICE candidate: {0}")]
+    Candidate(String),
+    #[error("answer without an outstanding offer")]
+    NoPendingOffer,
+    #[error("webrtc: {0}")]
+    Rtc(#[from] RtcError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// How a subscriber's copy of a published track is named in SDP (`a=msid:<stream> <track>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackLabel {
+    pub stream_id: String,
+    pub track_id: String,
+}
+
+/// A subscriber's wish for one track's video layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerChoice {
+    /// Forward nothing.
+    Paused,
+    /// The best layer up to this rank (0 = lowest rid the publisher announced).
+    UpTo(usize),
+}
+
+/// Something the caller must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The publisher stopped sending a track (its m-line no longer sends to us): it is
+    /// renegotiated away from every subscriber.
+    TrackClosed {
+        participant: ParticipantId,
+        track: TrackId,
+    },
+    /// A publisher connection negotiated a new incoming m-line. Nothing is forwarded until the
+    /// caller names it with [`Router::publish`].
+    TrackOpened {
+        participant: ParticipantId,
+        track: TrackId,
+        mid: String,
+        kind: TrackKind,
+        /// Simulcast rids in the publisher's order (empty without simulcast).
+        rids: Vec<String>,
+    },
+    /// Send this offer to the participant for its subscriber connection.
+    SubscriberOffer {
+        participant: ParticipantId,
+        sdp: String,
+    },
+    /// Single-connection mode: the client must send a new offer, after adding this many
+    /// receive-only audio and video m-lines (both may be zero: the answer to the new offer
+    /// then carries changed track assignments).
+    NeedOffer {
+        participant: ParticipantId,
+        audio: u32,
+        video: u32,
+    },
+    /// A data-channel message from a participant.
+    Data {
+        from: ParticipantId,
+        reliable: bool,
+        data: Vec<u8>,
+    },
+    /// ICE+DTLS came up on one of the participant's connections.
+    Connected {
+        participant: ParticipantId,
+        role: PcRole,
+    },
+    /// A connection died (ICE gave up, DTLS failed, or the remote closed).
+    Disconnected {
+        participant: ParticipantId,
+        role: PcRole,
+    },
+}
+
+/// How a participant's media is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PcMode {
+    /// A publisher connection (client offers) and a subscriber connection (we offer).
+    Dual,
+    /// One connection, client always offers; we send on the receive-only m-lines it offers.
+    Single,
+}
+
+/// Static router settings.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// UDP host candidates advertised in every SDP (the UDP socket's public address(es)).
+    pub candidates: Vec<SocketAddr>,
+    /// Passive ICE-TCP host candidates (RFC 6544), for clients that cannot use UDP.
+    pub tcp_candidates: Vec<SocketAddr>,
+}
+
+struct Pc {
+    rtc: Rtc,
+    timeout: Option<Instant>,
+    channels: HashMap<ChannelId, String>,
+    connected: bool,
+    dead: bool,
+}
+
+impl Pc {
+    fn new(now: Instant, config: &RouterConfig) -> Self {
+        let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
+        for addr in &config.candidates {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        for addr in &config.tcp_candidates {
+            let c = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build();
+            if let Ok(c) = c {
+                rtc.add_local_candidate(c);
+            }
+        }
+        Pc {
+            rtc,
+            timeout: Some(now),
+            channels: HashMap::new(),
+            connected: false,
+            dead: false,
+        }
+    }
+
+    fn ufrag(&mut self) -> String {
+        self.rtc.direct_api().local_ice_credentials().ufrag
+    }
+
+    fn channel_id(&self, label: &str) -> Option<ChannelId> {
+        self.channels
+            .iter()
+            .find(|(_, l)| l.as_str() == label)
+            .map(|(id, _)| *id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    ToOpen,
+    Negotiating(Mid),
+    Open(Mid),
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
+struct OutTrack {
+    track: TrackId,
+    state: OutState,
+    fwd: Forwarder,
+}
+
+impl OutTrack {
+    fn mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::ToOpen => None,
+            OutState::Negotiating(m)
+            | OutState::Open(m)
+            | OutState::ToStop(m)
+            | OutState::NegotiatingStop(m) => Some(m),
+        }
+    }
+}
+
+struct Participant {
+    room: String,
+    mode: PcMode,
+    subscribe: bool,
+    publisher: Option<Pc>,
+    /// Only in [`PcMode::Dual`].
+    subscriber: Option<Pc>,
+    /// Single mode: the client's receive-only m-lines we may send on.
+    slots: Vec<(Mid, TrackKind)>,
+    /// Single mode: a NeedOffer is out and no offer came back yet.
+    offer_requested: bool,
+    pending: Option<SdpPendingOffer>,
+    out: Vec<OutTrack>,
+    /// Set when the subscriber connection still needs its first offer sent.
+    needs_offer: bool,
+}
+
+struct Track {
+    owner: ParticipantId,
+    mid: Mid,
+    kind: TrackKind,
+    rids: Vec<Rid>,
+    label: Option<TrackLabel>,
+    /// Last frame seen per layer (index into `rids`).
+    layer_seen: Vec<Option<Instant>>,
+    last_keyframe_request: Vec<Option<Instant>>,
+    /// Audio: smoothed linear level (0..1) from the RFC 6464 header extension, and when
+    /// it was last updated.
+    level: f32,
+    level_at: Option<Instant>,
+}
+
+impl Track {
+    fn layer_of(&self, rid: Option<Rid>) -> Option<usize> {
+        let rid = rid?;
+        self.rids.iter().position(|r| *r == rid)
+    }
+
+    /// The highest active layer not above `cap`, else the lowest active one.
+    fn best_layer(&self, now: Instant, cap: usize) -> Option<usize> {
+        let active = |i: &usize| {
+            self.layer_seen[*i].is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE)
+        };
+        (0..self.rids.len())
+            .filter(active)
+            .rfind(|i| *i <= cap)
+            .or_else(|| (0..self.rids.len()).find(active))
+    }
+}
+
+/// All rooms of one SFU instance. See the crate docs.
+pub struct Router {
+    config: RouterConfig,
+    next_id: u64,
+    participants: HashMap<ParticipantId, Participant>,
+    tracks: HashMap<TrackId, Track>,
+    /// Fast path for media: remote address → connection that last accepted it.
+    by_addr: HashMap<SocketAddr, (ParticipantId, PcRole)>,
+    /// Our local ICE ufrag → connection, for STUN from addresses not seen yet.
+    by_ufrag: HashMap<String, (ParticipantId, PcRole)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    now: Instant,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig, now: Instant) -> Self {
+        Router {
+            config,
+            next_id: 1,
+            participants: HashMap::new(),
+            tracks: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            now,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Adds a participant to `room` and prepares its subscriber connection (with the
+    /// `_reliable`/`_lossy` data channels and every track already published in the room).
+    /// Its first offer comes out as [`Event::SubscriberOffer`].
+    /// Without `subscribe` (a token without canSubscribe) nothing is ever forwarded to it.
+    pub fn add_participant(
+        &mut self,
+        room: &str,
+        mode: PcMode,
+        subscribe: bool,
+        now: Instant,
+    ) -> ParticipantId {
+        self.now = now;
+        let id = ParticipantId(self.next());
+        let mut sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config));
+        if let Some(pc) = sub.as_mut() {
+            self.by_ufrag.insert(pc.ufrag(), (id, PcRole::Subscriber));
+        }
+        let out = self
+            .tracks
+            .iter()
+            .filter(|_| subscribe)
+            .filter(|(_, t)| {
+                t.label.is_some()
+                    && self
+                        .participants
+                        .get(&t.owner)
+                        .is_some_and(|p| p.room == room)
+            })
+            .map(|(id, t)| OutTrack {
+                track: *id,
+                state: OutState::ToOpen,
+                fwd: Forwarder::new(default_target(t)),
+            })
+            .collect();
+        self.participants.insert(
+            id,
+            Participant {
+                room: room.to_owned(),
+                mode,
+                subscribe,
+                publisher: None,
+                subscriber: sub,
+                slots: Vec::new(),
+                offer_requested: false,
+                pending: None,
+                out,
+                needs_offer: true,
+            },
+        );
+        self.negotiate(id);
+        id
+    }
+
+    /// Drops a participant, its connections and its published tracks (subscribers get a
+    /// renegotiation that stops them).
+    pub fn remove_participant(&mut self, id: ParticipantId) {
+        let Some(mut p) = self.participants.remove(&id) else {
+            return;
+        };
+        if let Some(pc) = p.subscriber.as_mut() {
+            pc.rtc.disconnect();
+        }
+        if let Some(pc) = p.publisher.as_mut() {
+            pc.rtc.disconnect();
+        }
+        self.by_addr.retain(|_, (pid, _)| *pid != id);
+        self.by_ufrag.retain(|_, (pid, _)| *pid != id);
+        let gone: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.owner == id)
+            .map(|(k, _)| *k)
+            .collect();
+        self.drop_tracks(&gone);
+    }
+
+    /// Forgets published tracks and renegotiates them away from every subscriber.
+    fn drop_tracks(&mut self, gone: &[TrackId]) {
+        for t in gone {
+            self.tracks.remove(t);
+        }
+        let others: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for other in others {
+            if let Some(o) = self.participants.get_mut(&other) {
+                let mut changed = false;
+                for ot in o.out.iter_mut().filter(|ot| gone.contains(&ot.track)) {
+                    ot.state = match ot.state {
+                        OutState::Open(m) | OutState::Negotiating(m) => OutState::ToStop(m),
+                        s => s,
+                    };
+                    changed = true;
+                }
+                o.out
+                    .retain(|ot| ot.state != OutState::ToOpen || !gone.contains(&ot.track));
+                if changed {
+                    self.negotiate(other);
+                }
+            }
+        }
+    }
+
+    /// The room a participant is in.
+    pub fn room_of(&self, id: ParticipantId) -> Option<&str> {
+        self.participants.get(&id).map(|p| p.room.as_str())
+    }
+
+    /// Applies the client's offer for its publisher connection and returns our answer.
+    pub fn handle_publisher_offer(
+        &mut self,
+        id: ParticipantId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        self.now = now;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let config = &self.config;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::NoParticipant)?;
+        let pc = p.publisher.get_or_insert_with(|| Pc::new(now, config));
+        let answer = pc.rtc.sdp_api().accept_offer(offer)?;
+        // New connection, or an ICE restart that changed our credentials.
+        self.by_ufrag.insert(pc.ufrag(), (id, PcRole::Publisher));
+        p.offer_requested = false;
+        self.drain(id, PcRole::Publisher);
+        let mut sdp = answer.to_sdp_string();
+        if self
+            .participants
+            .get(&id)
+            .is_some_and(|p| p.mode == PcMode::Single)
+        {
+            self.assign_slots(id, false);
+            sdp = self.rewrite_single_answer(id, &sdp);
+        }
+        Ok(sdp)
+    }
+
+    /// Applies the client's answer to our last subscriber offer.
+    pub fn handle_subscriber_answer(
+        &mut self,
+        id: ParticipantId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.now = now;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::NoParticipant)?;
+        let Some(sub) = p.subscriber.as_mut() else {
+            return Err(SfuError::NoPendingOffer);
+        };
+        let pending = p.pending.take().ok_or(SfuError::NoPendingOffer)?;
+        sub.rtc.sdp_api().accept_answer(pending, answer)?;
+        for ot in &mut p.out {
+            if let OutState::Negotiating(m) = ot.state {
+                ot.state = OutState::Open(m);
+            }
+        }
+        p.out
+            .retain(|ot| !matches!(ot.state, OutState::NegotiatingStop(_)));
+        self.drain(id, PcRole::Subscriber);
+        // Changes that queued up while this offer was out.
+        self.negotiate(id);
+        Ok(())
+    }
+
+    /// A trickled remote candidate (`candidate:...` SDP attribute value).
+    pub fn add_remote_candidate(
+        &mut self,
+        id: ParticipantId,
+        role: PcRole,
+        candidate: &str,
+    ) -> Result<(), SfuError> {
+        let c = Candidate::from_sdp_string(candidate)
+            .map_err(|e| SfuError::Candidate(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::NoParticipant)?;
+        if let Some(pc) = p.pc_mut(role) {
+            pc.rtc.add_remote_candidate(c);
+        }
+        self.drain(id, role);
+        Ok(())
+    }
+
+    /// Names an opened track and starts forwarding it to everyone else in the room.
+    pub fn publish(&mut self, track: TrackId, label: TrackLabel) -> Result<(), SfuError> {
+        let t = self.tracks.get_mut(&track).ok_or(SfuError::NoTrack)?;
+        if t.label.is_some() {
+            t.label = Some(label);
+            return Ok(());
+        }
+        t.label = Some(label);
+        let owner = t.owner;
+        let target = default_target(t);
+        let room = self
+            .participants
+            .get(&owner)
+            .map(|p| p.room.clone())
+            .ok_or(SfuError::NoParticipant)?;
+        let subs: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|(id, p)| **id != owner && p.room == room && p.subscribe)
+            .map(|(id, _)| *id)
+            .collect();
+        for s in subs {
+            if let Some(p) = self.participants.get_mut(&s) {
+                p.out.push(OutTrack {
+                    track,
+                    state: OutState::ToOpen,
+                    fwd: Forwarder::new(target),
+                });
+            }
+            self.negotiate(s);
+        }
+        Ok(())
+    }
+
+    /// Chooses what `subscriber` receives of `track`.
+    pub fn set_layer(
+        &mut self,
+        subscriber: ParticipantId,
+        track: TrackId,
+        choice: LayerChoice,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(&subscriber)
+            .ok_or(SfuError::NoParticipant)?;
+        let ot = p
+            .out
+            .iter_mut()
+            .find(|o| o.track == track)
+            .ok_or(SfuError::NoTrack)?;
+        ot.fwd.target = match choice {
+            LayerChoice::Paused => Target::Paused,
+            LayerChoice::UpTo(n) => Target::Layer(n),
+        };
+        Ok(())
+    }
+
+    /// Sends a data-channel message to a participant's subscriber connection. Returns false
+    /// when the channel is not open (yet) or its buffer is full.
+    pub fn send_data(&mut self, to: ParticipantId, reliable: bool, data: &[u8]) -> bool {
+        let Some(p) = self.participants.get_mut(&to) else {
+            return false;
+        };
+        let label = if reliable {
+            RELIABLE_LABEL
+        } else {
+            LOSSY_LABEL
+        };
+        let Some(pc) = p.pc_mut(PcRole::Subscriber) else {
+            return false;
+        };
+        let Some(cid) = pc.channel_id(label) else {
+            return false;
+        };
+        let ok = pc
+            .rtc
+            .channel(cid)
+            .and_then(|mut ch| ch.write(true, data).ok())
+            .unwrap_or(false);
+        self.drain(to, PcRole::Subscriber);
+        ok
+    }
+
+    /// Feeds one datagram received on the shared socket (or one ICE-TCP frame) sent by
+    /// `source` to our `destination`. Returns false if no connection claimed it.
+    ///
+    /// Demultiplexing: the 5-tuple of a known peer first; for STUN from a new address, the
+    /// local ICE ufrag in its USERNAME; a scan of all connections only as the last resort.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
+        self.now = now;
+        let Ok(contents) = bytes.try_into() else {
+            return false;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let accepts = |this: &Self, (id, role): (ParticipantId, PcRole)| {
+            this.participants
+                .get(&id)
+                .and_then(|p| p.pc(role))
+                .is_some_and(|pc| pc.rtc.accepts(&input))
+        };
+        let mut owner = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|o| accepts(self, *o));
+        if owner.is_none() {
+            owner = local_ufrag(bytes)
+                .and_then(|u| self.by_ufrag.get(u).copied())
+                .filter(|o| accepts(self, *o));
+        }
+        if owner.is_none() {
+            owner = self.participants.iter().find_map(|(id, p)| {
+                if p.subscriber
+                    .as_ref()
+                    .is_some_and(|pc| pc.rtc.accepts(&input))
+                {
+                    return Some((*id, PcRole::Subscriber));
+                }
+                p.publisher
+                    .as_ref()
+                    .filter(|pc| pc.rtc.accepts(&input))
+                    .map(|_| (*id, PcRole::Publisher))
+            });
+        }
+        let Some((id, role)) = owner else {
+            return false;
+        };
+        self.by_addr.insert(source, (id, role));
+        if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role))
+            && let Err(e) = pc.rtc.handle_input(input)
+        {
+            tracing::debug!(%id, ?role, "input refused: {e}");
+        }
+        self.drain(id, role);
+        true
+    }
+
+    /// Drives every connection's timers up to `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let due: Vec<(ParticipantId, PcRole)> = self
+            .participants
+            .iter()
+            .flat_map(|(id, p)| {
+                let mut v = Vec::with_capacity(2);
+                if p.subscriber
+                    .as_ref()
+                    .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
+                {
+                    v.push((*id, PcRole::Subscriber));
+                }
+                if p.publisher
+                    .as_ref()
+                    .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
+                {
+                    v.push((*id, PcRole::Publisher));
+                }
+                v
+            })
+            .collect();
+        for (id, role) in due {
+            if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role))
+                && let Err(e) = pc.rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(%id, ?role, "timeout handling failed: {e}");
+            }
+            self.drain(id, role);
+        }
+    }
+
+    /// The earliest instant at which [`Router::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.participants
+            .values()
+            .flat_map(|p| {
+                [
+                    p.subscriber.as_ref().and_then(|pc| pc.timeout),
+                    p.publisher.as_ref().and_then(|pc| pc.timeout),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Builds and emits a subscriber offer if the subscriber's tracks changed and no offer is
+    /// outstanding.
+    fn negotiate(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.mode == PcMode::Single {
+            self.assign_slots(id, true);
+            return;
+        }
+        if p.pending.is_some() {
+            return;
+        }
+        let tracks = &self.tracks;
+        let Some(sub) = p.subscriber.as_mut() else {
+            return;
+        };
+        let mut api = sub.rtc.sdp_api();
+        if p.needs_offer {
+            // The first offer carries the two data channels the client adopts.
+            api.add_channel_with_config(ChannelConfig {
+                label: RELIABLE_LABEL.into(),
+                ordered: true,
+                reliability: Reliability::Reliable,
+                ..Default::default()
+            });
+            api.add_channel_with_config(ChannelConfig {
+                label: LOSSY_LABEL.into(),
+                ordered: false,
+                reliability: Reliability::MaxRetransmits { retransmits: 0 },
+                ..Default::default()
+            });
+            p.needs_offer = false;
+        }
+        for ot in &mut p.out {
+            match ot.state {
+                OutState::ToOpen => {
+                    let Some(t) = tracks.get(&ot.track) else {
+                        continue;
+                    };
+                    let Some(label) = &t.label else { continue };
+                    let kind = match t.kind {
+                        TrackKind::Audio => MediaKind::Audio,
+                        TrackKind::Video => MediaKind::Video,
+                    };
+                    let mid = api.add_media(
+                        kind,
+                        Direction::SendOnly,
+                        Some(label.stream_id.clone()),
+                        Some(label.track_id.clone()),
+                        None,
+                    );
+                    ot.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    api.stop_media(mid);
+                    ot.state = OutState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        if !api.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        p.pending = Some(pending);
+        self.events.push_back(Event::SubscriberOffer {
+            participant: id,
+            sdp: offer.to_sdp_string(),
+        });
+        self.drain(id, PcRole::Subscriber);
+    }
+
+    /// Runs `poll_output` on one connection until it yields a timeout, acting on its events.
+    fn drain(&mut self, id: ParticipantId, role: PcRole) {
+        let mut media = Vec::new();
+        let mut keyframe_requests = Vec::new();
+        let mut new_slots = Vec::new();
+        let mut stopped_mids = Vec::new();
+        loop {
+            let Some(p) = self.participants.get_mut(&id) else {
+                return;
+            };
+            let mode = p.mode;
+            let Some(pc) = p.pc_mut(role) else { return };
+            if pc.dead {
+                pc.timeout = None;
+                break;
+            }
+            let out = match pc.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(%id, ?role, "connection failed: {e}");
+                    pc.dead = true;
+                    pc.rtc.disconnect();
+                    self.events.push_back(Event::Disconnected {
+                        participant: id,
+                        role,
+                    });
+                    continue;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    pc.timeout = Some(t);
+                    break;
+                }
+                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Event(ev) => match ev {
+                    RtcEvent::Connected => {
+                        pc.connected = true;
+                        self.events.push_back(Event::Connected {
+                            participant: id,
+                            role,
+                        });
+                    }
+                    // ICE may recover (or be restarted); only report it.
+                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.events.push_back(Event::Disconnected {
+                            participant: id,
+                            role,
+                        });
+                    }
+                    RtcEvent::Closed if !pc.dead => {
+                        pc.dead = true;
+                        self.events.push_back(Event::Disconnected {
+                            participant: id,
+                            role,
+                        });
+                    }
+                    RtcEvent::MediaAdded(m) if role == PcRole::Publisher => {
+                        if m.direction == Direction::SendOnly && mode == PcMode::Single {
+                            let kind = match m.kind {
+                                MediaKind::Audio => TrackKind::Audio,
+                                MediaKind::Video => TrackKind::Video,
+                            };
+                            new_slots.push((m.mid, kind));
+                        } else if m.direction == Direction::RecvOnly
+                            || m.direction == Direction::SendRecv
+                        {
+                            let rids: Vec<Rid> = m
+                                .simulcast
+                                .as_ref()
+                                .map(|s| s.recv.iter().map(|l| l.rid).collect())
+                                .unwrap_or_default();
+                            let kind = match m.kind {
+                                MediaKind::Audio => TrackKind::Audio,
+                                MediaKind::Video => TrackKind::Video,
+                            };
+                            let tid = TrackId(self.next_id);
+                            self.next_id += 1;
+                            let n = rids.len();
+                            self.events.push_back(Event::TrackOpened {
+                                participant: id,
+                                track: tid,
+                                mid: m.mid.to_string(),
+                                kind,
+                                rids: rids.iter().map(|r| r.to_string()).collect(),
+                            });
+                            self.tracks.insert(
+                                tid,
+                                Track {
+                                    owner: id,
+                                    mid: m.mid,
+                                    kind,
+                                    rids,
+                                    label: None,
+                                    layer_seen: vec![None; n],
+                                    last_keyframe_request: vec![None; n.max(1)],
+                                    level: 0.0,
+                                    level_at: None,
+                                },
+                            );
+                        }
+                    }
+                    RtcEvent::MediaData(d) if role == PcRole::Publisher => media.push(d),
+                    RtcEvent::MediaChanged(m)
+                        if role == PcRole::Publisher
+                            && !matches!(
+                                m.direction,
+                                Direction::RecvOnly | Direction::SendRecv
+                            ) =>
+                    {
+                        stopped_mids.push(m.mid)
+                    }
+                    RtcEvent::KeyframeRequest(k)
+                        if role == PcRole::Subscriber || mode == PcMode::Single =>
+                    {
+                        keyframe_requests.push(k.mid)
+                    }
+                    RtcEvent::ChannelOpen(cid, label) => {
+                        pc.channels.insert(cid, label);
+                    }
+                    RtcEvent::ChannelClose(cid) => {
+                        pc.channels.remove(&cid);
+                    }
+                    RtcEvent::ChannelData(d) => {
+                        let reliable = pc
+                            .channels
+                            .get(&d.id)
+                            .is_none_or(|l| l.as_str() != LOSSY_LABEL);
+                        self.events.push_back(Event::Data {
+                            from: id,
+                            reliable,
+                            data: d.data,
+                        });
+                    }
+                    _ => {}
+                },
+            }
+        }
+        if !new_slots.is_empty()
+            && let Some(p) = self.participants.get_mut(&id)
+        {
+            p.slots.extend(new_slots);
+        }
+        let stopped: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.owner == id && stopped_mids.contains(&t.mid))
+            .map(|(k, _)| *k)
+            .collect();
+        if !stopped.is_empty() {
+            for track in &stopped {
+                self.events.push_back(Event::TrackClosed {
+                    participant: id,
+                    track: *track,
+                });
+            }
+            self.drop_tracks(&stopped);
+        }
+        for d in media {
+            self.forward(id, d);
+        }
+        for mid in keyframe_requests {
+            self.subscriber_wants_keyframe(id, mid);
+        }
+    }
+
+    /// Single mode: binds waiting outgoing tracks to free receive-only m-lines and drops
+    /// stopped ones. With `request`, asks the client for an offer if anything changed or
+    /// more m-lines are needed (inside an offer/answer exchange the answer carries it).
+    fn assign_slots(&mut self, id: ParticipantId, request: bool) {
+        let tracks = &self.tracks;
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut changed = false;
+        let before = p.out.len();
+        p.out
+            .retain(|o| !matches!(o.state, OutState::ToStop(_) | OutState::NegotiatingStop(_)));
+        changed |= p.out.len() != before;
+        let (mut need_audio, mut need_video) = (0u32, 0u32);
+        for i in 0..p.out.len() {
+            if p.out[i].state != OutState::ToOpen {
+                continue;
+            }
+            let Some(t) = tracks.get(&p.out[i].track).filter(|t| t.label.is_some()) else {
+                continue;
+            };
+            let kind = t.kind;
+            let used: Vec<Mid> = p.out.iter().filter_map(|o| o.mid()).collect();
+            match p
+                .slots
+                .iter()
+                .find(|(m, k)| *k == kind && !used.contains(m))
+            {
+                Some((mid, _)) => {
+                    p.out[i].state = OutState::Open(*mid);
+                    changed = true;
+                }
+                None => match kind {
+                    TrackKind::Audio => need_audio += 1,
+                    TrackKind::Video => need_video += 1,
+                },
+            }
+        }
+        if request && (changed || need_audio > 0 || need_video > 0) && !p.offer_requested {
+            p.offer_requested = true;
+            self.events.push_back(Event::NeedOffer {
+                participant: id,
+                audio: need_audio,
+                video: need_video,
+            });
+        }
+    }
+
+    /// Single mode: makes the answer tell the truth about what we send. str0m answers every
+    /// receive-only m-line as send-only with a random msid; the client must instead see
+    /// `inactive` on free m-lines and the publisher's stream/track ids on assigned ones
+    /// (its ontrack handler reads the participant from the stream id).
+    fn rewrite_single_answer(&self, id: ParticipantId, sdp: &str) -> String {
+        let Some(p) = self.participants.get(&id) else {
+            return sdp.to_owned();
+        };
+        let label_of = |mid: &str| -> Option<Option<&TrackLabel>> {
+            let (m, _) = p.slots.iter().find(|(m, _)| m.to_string() == mid)?;
+            let assigned = p
+                .out
+                .iter()
+                .find(|o| o.mid() == Some(*m))
+                .and_then(|o| self.tracks.get(&o.track))
+                .and_then(|t| t.label.as_ref());
+            Some(assigned)
+        };
+        let mut out = String::with_capacity(sdp.len() + 256);
+        for section in split_sections(sdp) {
+            let mid = section
+                .lines()
+                .find_map(|l| l.strip_prefix("a=mid:"))
+                .map(str::trim);
+            let Some(slot) = mid.and_then(label_of) else {
+                out.push_str(section);
+                continue;
+            };
+            for line in section.split_inclusive('\n') {
+                let bare = line.trim_end();
+                match slot {
+                    None if bare == "a=sendonly" => out.push_str("a=inactive\r\n"),
+                    None if bare.starts_with("a=msid:") => {}
+                    None if bare.starts_with("a=ssrc") || bare.starts_with("a=ssrc-group") => {}
+                    Some(label) if bare.starts_with("a=msid:") => {
+                        out.push_str(&format!(
+                            "a=msid:{} {}\r\n",
+                            label.stream_id, label.track_id
+                        ));
+                    }
+                    Some(label) if bare.starts_with("a=ssrc:") && bare.contains(" msid:") => {
+                        let ssrc = bare.split_whitespace().next().unwrap_or("a=ssrc:0");
+                        out.push_str(&format!(
+                            "{ssrc} msid:{} {}\r\n",
+                            label.stream_id, label.track_id
+                        ));
+                    }
+                    _ => out.push_str(line),
+                }
+            }
+        }
+        out
+    }
+
+    /// The loudest current audio level (linear, 0..1) of each participant that publishes
+    /// audio carrying the RFC 6464 level extension.
+    pub fn audio_levels(&self, now: Instant) -> Vec<(ParticipantId, f32)> {
+        let mut out: Vec<(ParticipantId, f32)> = Vec::new();
+        for t in self.tracks.values().filter(|t| t.kind == TrackKind::Audio) {
+            let Some(at) = t.level_at else { continue };
+            let level = if now.saturating_duration_since(at) < LEVEL_STALE {
+                t.level
+            } else {
+                0.0
+            };
+            match out.iter_mut().find(|(p, _)| *p == t.owner) {
+                Some((_, l)) => *l = l.max(level),
+                None => out.push((t.owner, level)),
+            }
+        }
+        out
+    }
+
+    /// Single mode: `(mid, track)` for every m-line we send a track on.
+    pub fn outgoing(&self, id: ParticipantId) -> Vec<(String, TrackId)> {
+        self.participants
+            .get(&id)
+            .map(|p| {
+                p.out
+                    .iter()
+                    .filter_map(|o| match o.state {
+                        OutState::Open(m) => Some((m.to_string(), o.track)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn forward(&mut self, from: ParticipantId, d: MediaData) {
+        let now = self.now;
+        let Some((tid, t)) = self
+            .tracks
+            .iter_mut()
+            .find(|(_, t)| t.owner == from && t.mid == d.mid)
+        else {
+            return;
+        };
+        let tid = *tid;
+        tracing::trace!(%tid, rid = ?d.rid, len = d.data.len(), key = d.is_keyframe(), labelled = t.label.is_some(), "frame in");
+        if t.label.is_none() {
+            return;
+        }
+        if t.kind == TrackKind::Audio
+            && let Some(dbov) = d.ext_vals.audio_level
+        {
+            // -127..=0 dBov to linear amplitude, smoothed over a few packets.
+            let linear = 10f32.powf(f32::from(dbov.clamp(-127, 0)) / 20.0);
+            t.level = LEVEL_SMOOTHING * t.level + (1.0 - LEVEL_SMOOTHING) * linear;
+            t.level_at = Some(now);
+        }
+        let layer = t.layer_of(d.rid);
+        if let Some(l) = layer {
+            t.layer_seen[l] = Some(now);
+        }
+        let is_video = t.kind == TrackKind::Video;
+        let keyframe = d.is_keyframe();
+        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
+            return;
+        };
+        let subs: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|(id, p)| **id != from && p.room == room)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut want_keyframe = Vec::new();
+        for s in subs {
+            let best = {
+                let t = &self.tracks[&tid];
+                let p = &self.participants[&s];
+                p.out
+                    .iter()
+                    .find(|o| o.track == tid)
+                    .and_then(|o| match o.fwd.target {
+                        Target::Layer(cap) => t.best_layer(now, cap),
+                        Target::Paused => None,
+                    })
+            };
+            let Some(p) = self.participants.get_mut(&s) else {
+                continue;
+            };
+            let Some(ot) = p.out.iter_mut().find(|o| o.track == tid) else {
+                continue;
+            };
+            let OutState::Open(mid) = ot.state else {
+                tracing::trace!(%s, %tid, state = ?ot.state, "not open");
+                continue;
+            };
+            match ot
+                .fwd
+                .on_frame(layer, best, keyframe, is_video, d.time.numer())
+            {
+                Verdict::Drop => {}
+                Verdict::DropWantKeyframe(l) => {
+                    tracing::trace!(%s, %tid, layer = l, "waiting for keyframe");
+                    want_keyframe.push(Some(l))
+                }
+                Verdict::Forward(ts) => {
+                    if !d.contiguous && is_video {
+                        want_keyframe.push(layer);
+                    }
+                    let Some(w) = p
+                        .pc_mut(PcRole::Subscriber)
+                        .and_then(|pc| pc.rtc.writer(mid))
+                    else {
+                        tracing::trace!(%s, %mid, "no writer");
+                        continue;
+                    };
+                    let Some(pt) = w.match_params(d.params) else {
+                        tracing::trace!(%s, %mid, "no matching payload type");
+                        continue;
+                    };
+                    tracing::trace!(%s, %mid, ts, "frame out");
+                    let time = MediaTime::new(ts, d.time.frequency());
+                    if let Err(e) = w.write(pt, d.network_time, time, d.data.clone()) {
+                        tracing::debug!(%s, "forward failed: {e}");
+                    }
+                    self.drain(s, PcRole::Subscriber);
+                }
+            }
+        }
+        for l in want_keyframe {
+            self.request_keyframe(tid, l);
+        }
+    }
+
+    fn subscriber_wants_keyframe(&mut self, sub: ParticipantId, mid: Mid) {
+        let Some(p) = self.participants.get(&sub) else {
+            return;
+        };
+        let Some(ot) = p.out.iter().find(|o| o.mid() == Some(mid)) else {
+            return;
+        };
+        let (tid, layer) = (ot.track, ot.fwd.current());
+        self.request_keyframe(tid, layer);
+    }
+
+    fn request_keyframe(&mut self, tid: TrackId, layer: Option<usize>) {
+        let now = self.now;
+        let Some(t) = self.tracks.get_mut(&tid) else {
+            return;
+        };
+        let slot = layer.unwrap_or(0).min(t.last_keyframe_request.len() - 1);
+        if t.last_keyframe_request[slot]
+            .is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_THROTTLE)
+        {
+            return;
+        }
+        t.last_keyframe_request[slot] = Some(now);
+        let rid = layer.and_then(|l| t.rids.get(l).copied());
+        let (owner, mid) = (t.owner, t.mid);
+        if let Some(mut w) = self
+            .participants
+            .get_mut(&owner)
+            .and_then(|p| p.publisher.as_mut())
+            .and_then(|pc| pc.rtc.writer(mid))
+        {
+            let _ = w.request_keyframe(rid, KeyframeRequestKind::Pli);
+        }
+        self.drain(owner, PcRole::Publisher);
+    }
+}
+
+impl Participant {
+    /// In single mode both roles are the one connection.
+    fn pc(&self, role: PcRole) -> Option<&Pc> {
+        match (self.mode, role) {
+            (PcMode::Single, _) | (PcMode::Dual, PcRole::Publisher) => self.publisher.as_ref(),
+            (PcMode::Dual, PcRole::Subscriber) => self.subscriber.as_ref(),
+        }
+    }
+    fn pc_mut(&mut self, role: PcRole) -> Option<&mut Pc> {
+        match (self.mode, role) {
+            (PcMode::Single, _) | (PcMode::Dual, PcRole::Publisher) => self.publisher.as_mut(),
+            (PcMode::Dual, PcRole::Subscriber) => self.subscriber.as_mut(),
+        }
+    }
+}
+
+/// The local (our) ufrag of a STUN request's `USERNAME` (`ours:theirs`, RFC 8445 §7.2.2).
+fn local_ufrag(bytes: &[u8]) -> Option<&str> {
+    if switchyard_stun::classify(bytes) != switchyard_stun::PacketKind::Stun {
+        return None;
+    }
+    let msg = switchyard_stun::Message::parse(bytes).ok()?;
+    msg.username().ok()??.split(':').next()
+}
+
+/// Splits an SDP into the session part and one slice per m-section, each keeping its line ends.
+fn split_sections(sdp: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = sdp.match_indices("\nm=").map(|(i, _)| i + 1).collect();
+    starts.insert(0, 0);
+    starts.push(sdp.len());
+    starts.windows(2).map(|w| &sdp[w[0]..w[1]]).collect()
+}
+
+fn default_target(t: &Track) -> Target {
+    // Everything up to the top layer until the subscriber says otherwise.
+    Target::Layer(t.rids.len().saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_stun::{Class, MessageBuilder, MessageType, Method, TransactionId, attr};
+
+    #[test]
+    fn local_ufrag_from_binding_request() {
+        let mut buf = vec![0u8; 256];
+        let typ = MessageType::new(Class::Request, Method::BINDING);
+        let mut b = MessageBuilder::new(&mut buf, typ, TransactionId([7; 12])).unwrap();
+        b.add(attr::USERNAME, b"sfuFrag:clientFrag").unwrap();
+        let n = b.finish();
+        assert_eq!(local_ufrag(&buf[..n]), Some("sfuFrag"));
+        // Not STUN (an RTP packet) or STUN without USERNAME: no ufrag.
+        assert_eq!(local_ufrag(&[0x80, 0x60, 0, 1, 0, 0, 0, 0]), None);
+        let mut b = MessageBuilder::new(&mut buf, typ, TransactionId([8; 12])).unwrap();
+        b.add_u32(attr::LIFETIME, 1).unwrap();
+        let n = b.finish();
+        assert_eq!(local_ufrag(&buf[..n]), None);
+    }
+}

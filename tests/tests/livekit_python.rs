@@ -1,0 +1,88 @@
+//! LiveKit's Python SDKs (tests/.venv, PyPI `livekit-api` and `livekit`) against
+//! `switchyard livekit`: the Twirp RoomService through the server SDK, and a synthetic
+//! audio/video publisher with two subscribers through the native SDK (Rust core + libwebrtc),
+//! including reliable ordered data and targeted data. See tests/py/livekit_*.py.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use switchyard_tests::livekit::{API_KEY, API_SECRET, LivekitServer};
+use switchyard_tests::process::{run_bounded, tail};
+use switchyard_tests::skip::{Need, Skip};
+use switchyard_tests::{need, package_dir};
+
+fn livekit_python() -> Need<PathBuf> {
+    let py = package_dir().join(".venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import livekit.api, livekit.rtc"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(py)
+    } else {
+        Err(Skip::new(
+            "livekit / livekit-api not installed in tests/.venv (run tests/install-peers.sh)",
+        ))
+    }
+}
+
+fn run_script(py: PathBuf, server: &LivekitServer, script: &str, args: &[&str]) -> Value {
+    let mut cmd = Command::new(py);
+    cmd.arg(package_dir().join("py").join(script)).args(args);
+    let done = run_bounded(
+        &mut cmd,
+        Duration::from_secs(90),
+        &server.dir.path().join(format!("{script}.log")),
+    );
+    let context = format!(
+        "exit {:?} after {:?}\n---- {script} ----\n{}\n---- server ----\n{}",
+        done.status,
+        done.elapsed,
+        tail(&done.output, 30),
+        server.log_tail(30)
+    );
+    let line = done
+        .output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON verdict: {context}"));
+    let v: Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {context}"));
+    assert_eq!(v["ok"], Value::Bool(true), "{script} failed: {context}");
+    v
+}
+
+#[test]
+fn twirp_room_service_with_livekit_api() {
+    let py = need!(livekit_python());
+    let server = need!(LivekitServer::start(&[]));
+    let v = run_script(
+        py,
+        &server,
+        "livekit_twirp.py",
+        &[&server.http_url(), API_KEY, API_SECRET],
+    );
+    assert_eq!(v["absent"]["code"], "not_found");
+    assert_eq!(v["wrong_secret"], "unauthenticated");
+}
+
+#[test]
+fn native_sdk_media_and_data() {
+    let py = need!(livekit_python());
+    let server = need!(LivekitServer::start(&[]));
+    let v = run_script(
+        py,
+        &server,
+        "livekit_rtc.py",
+        &[&server.ws_url(), API_KEY, API_SECRET, "py-room"],
+    );
+    for sub in ["sub1", "sub2"] {
+        assert!(v["frames"][sub]["audio"].as_u64().unwrap_or(0) > 20, "{v}");
+        assert!(v["frames"][sub]["video"].as_u64().unwrap_or(0) > 5, "{v}");
+    }
+    let sessions = server.sessions_on("/rtc/v1") + server.sessions_on("/rtc");
+    assert_eq!(sessions, 3, "{}", server.log_tail(20));
+}

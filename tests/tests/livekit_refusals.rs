@@ -1,0 +1,443 @@
+//! Bad input against `switchyard livekit`: tokens that must be refused (before the WebSocket
+//! upgrade, with livekit-server's statuses), grants that must be enforced, malformed and
+//! oversized signalling frames, and a client that vanishes without a leave. After each, the
+//! server must still serve the next valid client.
+
+use livekit_protocol as proto;
+use prost::Message;
+use proto::{SignalRequest, SignalResponse, signal_request, signal_response};
+use serde_json::json;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use switchyard_tests::livekit::{API_KEY, API_SECRET, LivekitServer, http, join_token, token};
+use switchyard_tests::need;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message as WsMessage, WebSocket};
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn validate(server: &LivekitServer, token: &str) -> u16 {
+    http(
+        server.http,
+        "GET",
+        &format!("/rtc/validate?access_token={token}"),
+        &[],
+        b"",
+    )
+    .0
+}
+
+/// Opens `/rtc`; Err(status) when refused before the upgrade.
+fn connect(server: &LivekitServer, token: &str) -> Result<Ws, u16> {
+    let url = format!(
+        "{}/rtc?access_token={token}&protocol=16&auto_subscribe=1",
+        server.ws_url()
+    );
+    match tungstenite::connect(url) {
+        Ok((ws, _)) => {
+            if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+            }
+            Ok(ws)
+        }
+        Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+fn send(ws: &mut Ws, m: signal_request::Message) {
+    let bytes = SignalRequest { message: Some(m) }.encode_to_vec();
+    ws.send(WsMessage::Binary(bytes.into())).expect("send");
+}
+
+/// Reads until `pick` returns Some or `timeout` passes. None also when the socket closed.
+fn wait_for<T>(
+    ws: &mut Ws,
+    timeout: Duration,
+    mut pick: impl FnMut(signal_response::Message) -> Option<T>,
+) -> Option<T> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        match ws.read() {
+            Ok(WsMessage::Binary(b)) => {
+                if let Some(m) = SignalResponse::decode(b.as_ref())
+                    .ok()
+                    .and_then(|r| r.message)
+                    && let Some(t) = pick(m)
+                {
+                    return Some(t);
+                }
+            }
+            Ok(WsMessage::Close(_)) => return None,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn join(
+    server: &LivekitServer,
+    identity: &str,
+    room: &str,
+    extra: serde_json::Value,
+) -> (Ws, proto::JoinResponse) {
+    let mut ws = connect(server, &join_token(identity, room, extra)).expect("join refused");
+    let j = wait_for(&mut ws, Duration::from_secs(5), |m| match m {
+        signal_response::Message::Join(j) => Some(j),
+        _ => None,
+    })
+    .expect("no join response");
+    (ws, j)
+}
+
+/// True once the socket is closed by the server (or errors), within `timeout`.
+fn closed_within(ws: &mut Ws, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        match ws.read() {
+            Ok(WsMessage::Close(_)) => return true,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+fn add_track(
+    source: proto::TrackSource,
+    kind: proto::TrackType,
+    cid: &str,
+) -> signal_request::Message {
+    signal_request::Message::AddTrack(proto::AddTrackRequest {
+        cid: cid.into(),
+        name: cid.into(),
+        r#type: kind as i32,
+        source: source as i32,
+        ..Default::default()
+    })
+}
+
+/// Waits for the answer to an add_track: Ok(track sid) or Err(()) when refused.
+fn add_track_outcome(ws: &mut Ws, cid: &str) -> Result<String, ()> {
+    wait_for(ws, Duration::from_secs(5), |m| match m {
+        signal_response::Message::TrackPublished(t) if t.cid == cid => {
+            Some(Ok(t.track.map(|t| t.sid).unwrap_or_default()))
+        }
+        signal_response::Message::RequestResponse(r)
+            if r.reason == proto::request_response::Reason::NotAllowed as i32 =>
+        {
+            Some(Err(()))
+        }
+        _ => None,
+    })
+    .expect("no answer to add_track")
+}
+
+#[test]
+fn tokens_are_checked_before_upgrade() {
+    let server = need!(LivekitServer::start(&[]));
+    let room = json!({"roomJoin": true, "room": "r"});
+    let good = join_token("alice", "r", json!({}));
+    assert_eq!(validate(&server, &good), 200);
+
+    let garbage = "not.a.token";
+    let expired = token(API_KEY, API_SECRET, "alice", room.clone(), -3600);
+    let unknown_key = token("nokey", API_SECRET, "alice", room.clone(), 600);
+    let wrong_secret = token(
+        API_KEY,
+        "some-other-secret-of-enough-length!!",
+        "alice",
+        room.clone(),
+        600,
+    );
+    let no_join = token(API_KEY, API_SECRET, "alice", json!({"room": "r"}), 600);
+    for (what, t) in [
+        ("garbage", garbage.to_string()),
+        ("expired", expired),
+        ("unknown key", unknown_key),
+        ("wrong secret", wrong_secret),
+        ("no roomJoin", no_join),
+    ] {
+        assert_eq!(validate(&server, &t), 401, "{what} via /rtc/validate");
+        assert_eq!(connect(&server, &t).err(), Some(401), "{what} via /rtc");
+    }
+    assert_eq!(validate(&server, ""), 401, "missing token");
+    // A plain GET on /rtc is not a WebSocket: 404, as livekit-server.
+    assert_eq!(http(server.http, "GET", "/rtc", &[], b"").0, 404);
+    // /rtc/v1 without join_request is a bad request.
+    assert_eq!(
+        http(
+            server.http,
+            "GET",
+            &format!("/rtc/v1/validate?access_token={good}"),
+            &[],
+            b""
+        )
+        .0,
+        400
+    );
+    // Still serving.
+    let (_ws, j) = join(&server, "alice", "r", json!({}));
+    assert_eq!(j.participant.unwrap().identity, "alice");
+}
+
+#[test]
+fn publish_grants_are_enforced() {
+    let server = need!(LivekitServer::start(&[]));
+    let (mut viewer, j) = join(&server, "viewer", "g", json!({"canPublish": false}));
+    let perm = j.participant.unwrap().permission.unwrap();
+    assert!(!perm.can_publish && !perm.can_publish_data && perm.can_subscribe);
+    send(
+        &mut viewer,
+        add_track(
+            proto::TrackSource::Microphone,
+            proto::TrackType::Audio,
+            "mic",
+        ),
+    );
+    assert_eq!(add_track_outcome(&mut viewer, "mic"), Err(()));
+
+    let (mut mic_only, _) = join(
+        &server,
+        "speaker",
+        "g",
+        json!({"canPublishSources": ["microphone"]}),
+    );
+    send(
+        &mut mic_only,
+        add_track(proto::TrackSource::Camera, proto::TrackType::Video, "cam"),
+    );
+    assert_eq!(add_track_outcome(&mut mic_only, "cam"), Err(()));
+    send(
+        &mut mic_only,
+        add_track(
+            proto::TrackSource::Microphone,
+            proto::TrackType::Audio,
+            "mic2",
+        ),
+    );
+    let sid = add_track_outcome(&mut mic_only, "mic2").expect("microphone allowed");
+    assert!(sid.starts_with("TR_"), "{sid}");
+}
+
+#[test]
+fn malformed_and_oversized_frames_close_only_that_session() {
+    let server = need!(LivekitServer::start(&[]));
+    let (mut ws, _) = join(&server, "fuzzy", "m", json!({}));
+    ws.send(WsMessage::Binary(vec![0xff, 0xff, 0xff, 0x0f, 0x01].into()))
+        .unwrap();
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(5)),
+        "garbage frame not refused"
+    );
+
+    let (mut ws, _) = join(&server, "big", "m", json!({}));
+    let _ = ws.send(WsMessage::Binary(vec![0u8; 3 * 1024 * 1024].into()));
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(5)),
+        "oversized frame not refused"
+    );
+
+    // A ping still gets its pong on a fresh, valid session.
+    let (mut ws, _) = join(&server, "after", "m", json!({}));
+    send(
+        &mut ws,
+        signal_request::Message::PingReq(proto::Ping {
+            timestamp: 42,
+            rtt: 0,
+        }),
+    );
+    let pong = wait_for(&mut ws, Duration::from_secs(5), |m| match m {
+        signal_response::Message::PongResp(p) => Some(p),
+        _ => None,
+    })
+    .expect("no pong");
+    assert_eq!(pong.last_ping_timestamp, 42);
+}
+
+#[test]
+fn vanished_client_is_cleaned_up_and_leave_is_broadcast() {
+    let server = need!(LivekitServer::start(&[]));
+    let (mut stay, _) = join(&server, "stay", "v", json!({}));
+    let (gone, _) = join(&server, "gone", "v", json!({}));
+    let gone_sid = wait_for(&mut stay, Duration::from_secs(5), |m| match m {
+        signal_response::Message::Update(u) => u
+            .participants
+            .into_iter()
+            .find(|p| p.identity == "gone")
+            .map(|p| p.sid),
+        _ => None,
+    })
+    .expect("join of `gone` not announced");
+    // Drop the TCP connection without a leave or a close frame.
+    drop(gone);
+    let left = wait_for(&mut stay, Duration::from_secs(20), |m| match m {
+        signal_response::Message::Update(u) => u.participants.into_iter().find(|p| {
+            p.sid == gone_sid && p.state == proto::participant_info::State::Disconnected as i32
+        }),
+        _ => None,
+    });
+    assert!(
+        left.is_some(),
+        "no DISCONNECTED update for a vanished client:\n{}",
+        server.log_tail(20)
+    );
+
+    // A clean leave is broadcast too, and the server keeps serving.
+    let (mut polite, _) = join(&server, "polite", "v", json!({}));
+    send(
+        &mut polite,
+        signal_request::Message::Leave(proto::LeaveRequest::default()),
+    );
+    let left = wait_for(&mut stay, Duration::from_secs(5), |m| match m {
+        signal_response::Message::Update(u) => u.participants.into_iter().find(|p| {
+            p.identity == "polite" && p.state == proto::participant_info::State::Disconnected as i32
+        }),
+        _ => None,
+    });
+    assert!(left.is_some(), "leave not broadcast");
+}
+
+fn twirp(
+    server: &LivekitServer,
+    method: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    let (status, text) = http(
+        server.http,
+        "POST",
+        &format!("/twirp/livekit.RoomService/{method}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn twirp_admin_grants_are_per_room_and_empty_rooms_expire() {
+    let server = need!(LivekitServer::start(&[]));
+    let creator = token(
+        API_KEY,
+        API_SECRET,
+        "svc",
+        json!({"roomCreate": true, "roomList": true}),
+        600,
+    );
+    let (s, room) = twirp(
+        &server,
+        "CreateRoom",
+        &creator,
+        json!({"name": "short", "empty_timeout": 1}),
+    );
+    assert_eq!(s, 200, "{room}");
+    assert_eq!(room["name"], "short");
+    let (_ws, _) = join(&server, "member", "kept", json!({}));
+
+    // roomAdmin for another room does not reach into this one.
+    let admin_other = token(
+        API_KEY,
+        API_SECRET,
+        "svc",
+        json!({"roomAdmin": true, "room": "other"}),
+        600,
+    );
+    let (s, e) = twirp(
+        &server,
+        "ListParticipants",
+        &admin_other,
+        json!({"room": "kept"}),
+    );
+    assert_eq!((s, e["code"].as_str()), (403, Some("permission_denied")));
+    let admin = token(
+        API_KEY,
+        API_SECRET,
+        "svc",
+        json!({"roomAdmin": true, "room": "kept"}),
+        600,
+    );
+    let (s, p) = twirp(
+        &server,
+        "GetParticipant",
+        &admin,
+        json!({"room": "kept", "identity": "member"}),
+    );
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["identity"], "member");
+    // Without roomCreate, no CreateRoom.
+    let (s, e) = twirp(&server, "CreateRoom", &admin, json!({"name": "x"}));
+    assert_eq!((s, e["code"].as_str()), (403, Some("permission_denied")));
+
+    // The room nobody joined goes after its empty timeout; the occupied one stays.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = twirp(&server, "ListRooms", &creator, json!({}));
+        let names: Vec<&str> = list["rooms"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect())
+            .unwrap_or_default();
+        if !names.contains(&"short") {
+            assert!(names.contains(&"kept"), "{names:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "empty room never closed: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A client whose connection stays open but which stops sending (not even pings) is dropped
+/// after the announced ping timeout and, with no resume, removed; its peers are told.
+#[test]
+fn silent_client_times_out() {
+    let server = need!(LivekitServer::start(&[]));
+    let (mut stay, j) = join(&server, "stay", "quiet", json!({}));
+    assert_eq!(j.ping_timeout, 15);
+    let (_silent, _) = join(&server, "silent", "quiet", json!({}));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut gone = false;
+    while Instant::now() < deadline && !gone {
+        send(
+            &mut stay,
+            signal_request::Message::PingReq(proto::Ping {
+                timestamp: 1,
+                rtt: 0,
+            }),
+        );
+        gone = wait_for(&mut stay, Duration::from_secs(2), |m| match m {
+            signal_response::Message::Update(u) => u.participants.into_iter().find(|p| {
+                p.identity == "silent"
+                    && p.state == proto::participant_info::State::Disconnected as i32
+            }),
+            _ => None,
+        })
+        .is_some();
+    }
+    assert!(
+        gone,
+        "silent client never timed out:\n{}",
+        server.log_tail(20)
+    );
+    assert!(server.log().contains("ping timeout"));
+}
