@@ -68,3 +68,74 @@ fn stun_over_dtls12_with_openssl() {
     );
     server.assert_alive();
 }
+
+/// The SHA-256 fingerprint of the certificate a DTLS 1.2 handshake on `port` presents.
+fn dtls_fingerprint(dir: &std::path::Path, port: u16) -> String {
+    let openssl = find_binary("openssl").expect("openssl");
+    let out = Command::new(&openssl)
+        .args([
+            "s_client",
+            "-dtls1_2",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (Some(begin), Some(end)) = (
+        text.find("-----BEGIN CERTIFICATE-----"),
+        text.find("-----END CERTIFICATE-----"),
+    ) else {
+        panic!("no certificate in the DTLS handshake: {text}");
+    };
+    let pem = dir.join("served-dtls.pem");
+    std::fs::write(&pem, &text[begin..end + 25]).unwrap();
+    let out = Command::new(&openssl)
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// SIGUSR2 (coturn's certificate signal) and SIGHUP give new DTLS handshakes the renewed
+/// certificate, as they do for TLS.
+#[test]
+fn dtls_certificate_reloads_on_sigusr2_and_sighup() {
+    let mut server = need!(TestServer::start(ServerOptions {
+        tls: true,
+        extra: vec!["dtls".into()],
+        ..ServerOptions::default()
+    }));
+    if server.kind.is_coturn() {
+        println!("skipped: the harness turns coturn's DTLS off (no-dtls)");
+        return;
+    }
+    need!(find_binary("openssl"));
+    let port = server.ports.tls;
+    let dir = server.dir.path().to_path_buf();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let first = dtls_fingerprint(&dir, port);
+    assert!(first.contains("Fingerprint="), "{first}");
+    let mut last = first;
+    for (i, sig) in ["USR2", "HUP"].into_iter().enumerate() {
+        let d = dir.join(format!("renewed-{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let (c, k) =
+            switchyard_tests::server::self_signed_cert(&d).unwrap_or_else(|s| panic!("{}", s.0));
+        std::fs::copy(c, &cert).unwrap();
+        std::fs::copy(k, &key).unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig}");
+        std::thread::sleep(Duration::from_millis(300));
+        let now = dtls_fingerprint(&dir, port);
+        assert_ne!(last, now, "DTLS certificate not reloaded on SIG{sig}");
+        last = now;
+    }
+    server.assert_alive();
+}

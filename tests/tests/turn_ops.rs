@@ -178,6 +178,40 @@ fn metrics_health_and_every_dashboard_query_is_exported() {
 
     let before = scrape(addr);
     assert_eq!(sample(&before, "turn_total_traffic_peer_sentp"), Some(0.0));
+
+    // coturn's Binding counters: one answered Binding, one refused with 420 (an unknown
+    // comprehension-required attribute).
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (ok, tid) = switchyard_tests::stun::binding_request();
+    sock.send_to(&ok, server.udp_addr()).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).expect("Binding answered");
+    assert!(switchyard_tests::stun::parse_binding_success(&buf[..n], &tid).is_some());
+    let (req, _) = switchyard_tests::stun::binding_request();
+    let mut bad = req.to_vec();
+    bad[3] = 8; // length: one 4-byte attribute
+    bad.extend_from_slice(&[0x7f, 0x01, 0x00, 0x04, 0, 0, 0, 0]);
+    sock.send_to(&bad, server.udp_addr()).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).expect("420 answered");
+    assert_eq!(
+        u16::from_be_bytes([buf[0], buf[1]]),
+        0x0111,
+        "{:02x?}",
+        &buf[..n]
+    );
+    // Workers publish every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let text = scrape(addr);
+    // (The harness's readiness probe is a Binding too: count from `before`.)
+    for (name, added) in [
+        ("stun_binding_request", 2.0),
+        ("stun_binding_response", 1.0),
+        ("stun_binding_error", 1.0),
+    ] {
+        let was = sample(&before, name).unwrap_or(0.0);
+        assert_eq!(sample(&text, name), Some(was + added), "{name}");
+    }
     let run = loadgen(
         &bin,
         &server,

@@ -72,6 +72,12 @@ impl DtlsEndpoint {
         })
     }
 
+    /// The certificate for handshakes from now on (a reload); sessions already open keep the
+    /// one they were made with, as TLS connections do.
+    pub fn set_identity(&mut self, identity: DtlsIdentity) {
+        self.identity = identity;
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }

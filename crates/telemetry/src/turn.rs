@@ -61,6 +61,8 @@ atomic_stats!(
     requests,
     replies,
     binding_requests,
+    binding_responses,
+    binding_errors,
     allocations_created,
     allocations_freed,
     auth_failures,
@@ -347,6 +349,18 @@ impl Collector for TurnCollector {
             "stun_binding_request",
             "STUN Binding requests (coturn name)",
             s.binding_requests as i64,
+        )?;
+        gauge1(
+            &mut enc,
+            "stun_binding_response",
+            "STUN Binding success responses sent (coturn name)",
+            s.binding_responses as i64,
+        )?;
+        gauge1(
+            &mut enc,
+            "stun_binding_error",
+            "STUN Binding error responses sent (coturn name)",
+            s.binding_errors as i64,
         )?;
         gauge1(
             &mut enc,

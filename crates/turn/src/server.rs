@@ -789,9 +789,31 @@ impl Server {
             return self.drop(DropReason::StunDisabled);
         }
         self.stats.binding_requests += 1;
-        if self.cfg.rfc5780.is_some() {
-            return self.binding_rfc5780(now, from, msg, reply);
+        let outcome = if self.cfg.rfc5780.is_some() {
+            self.binding_rfc5780(now, from, msg, reply)
+        } else {
+            self.binding_plain(now, from, msg, reply)
+        };
+        // coturn's stun_binding_response / stun_binding_error.
+        if let ClientOutcome::Reply { len } | ClientOutcome::ReplyFrom { len, .. } = outcome {
+            if reply[..len].len() >= 2
+                && u16::from_be_bytes([reply[0], reply[1]]) & 0x0110 == 0x0110
+            {
+                self.stats.binding_errors += 1;
+            } else {
+                self.stats.binding_responses += 1;
+            }
         }
+        outcome
+    }
+
+    fn binding_plain(
+        &mut self,
+        now: Instant,
+        from: ClientAddr,
+        msg: &Message<'_>,
+        reply: &mut [u8],
+    ) -> ClientOutcome {
         let sign = self.base_sign(msg);
         let mut unknown = [0u16; 8];
         let mut n = 0;

@@ -249,6 +249,10 @@ pub struct Stats {
     pub requests: u64,
     pub replies: u64,
     pub binding_requests: u64,
+    /// Binding success and error responses sent (coturn's `stun_binding_response` and
+    /// `stun_binding_error`).
+    pub binding_responses: u64,
+    pub binding_errors: u64,
     pub allocations_created: u64,
     pub allocations_freed: u64,
     /// Allocations moved to a new 5-tuple (RFC 8016 mobility).

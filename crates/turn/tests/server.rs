@@ -54,6 +54,12 @@ fn binding_is_minimal() {
     // Comprehension-optional unknowns are ignored.
     let r = h.once(&mut c, Method::BINDING, &[A::Raw(0x8077, vec![1, 2, 3, 4])]);
     assert!(r.ok());
+    // coturn's stun_binding_{request,response,error} counters.
+    let s = h.server.stats();
+    assert_eq!(
+        (s.binding_requests, s.binding_responses, s.binding_errors),
+        (4, 3, 1)
+    );
 }
 
 #[test]

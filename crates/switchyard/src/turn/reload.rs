@@ -26,6 +26,8 @@ pub(crate) enum Control {
     Reconfigure(Box<ServerConfig>),
     /// New TLS settings for connections accepted from now on.
     Tls(Option<Arc<rustls::ServerConfig>>),
+    /// A new DTLS certificate for handshakes from now on (the listeners stay).
+    Dtls(switchyard_netio::dtls::DtlsIdentity),
 }
 
 /// What a worker holds besides its sockets: where it publishes metrics and where reload
@@ -120,6 +122,9 @@ impl Reloader {
             Control::Reconfigure(Box::new(cfg))
         });
         self.send(|_| Control::Tls(tls.clone()));
+        if let Some(dtls) = &plan.dtls {
+            self.send(|_| Control::Dtls(dtls.clone()));
+        }
         tracing::info!(
             workers = self.workers.len(),
             tls = tls.is_some(),
@@ -132,11 +137,18 @@ impl Reloader {
 
     /// `SIGUSR2`: certificates only (coturn's signal for it).
     pub(crate) fn reload_certificates(&mut self) {
-        match settings::tls_config(&self.current).context("TLS (cert=/pkey=)") {
-            Ok(tls) => {
+        let loaded = settings::tls_config(&self.current)
+            .context("TLS (cert=/pkey=)")
+            .and_then(|tls| Ok((tls, settings::dtls_identity(&self.current)?)));
+        match loaded {
+            Ok((tls, dtls)) => {
                 let enabled = tls.is_some();
                 self.send(|_| Control::Tls(tls.clone()));
-                tracing::info!(tls = enabled, "certificates reloaded");
+                let dtls_enabled = dtls.is_some();
+                if let Some(dtls) = dtls {
+                    self.send(|_| Control::Dtls(dtls.clone()));
+                }
+                tracing::info!(tls = enabled, dtls = dtls_enabled, "certificates reloaded");
             }
             Err(e) => tracing::error!("certificate reload failed, the old ones stay: {e:#}"),
         }

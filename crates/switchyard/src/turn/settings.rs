@@ -60,18 +60,10 @@ impl Plan {
         }
         let udp_addrs = crate::turn::listen_addrs(&listen_ips, &udp_ports);
         // coturn 4.17: DTLS only with `dtls` (Debian's 4.6 had it on unless `no-dtls`).
-        let dtls = match (&cfg.cert, &cfg.pkey) {
-            (Some(cert), Some(key)) if cfg.dtls && !cfg.no_udp => Some(
-                switchyard_netio::dtls::DtlsIdentity::load(cert, key)
-                    .context("DTLS (cert=/pkey=)")?,
-            ),
-            _ => {
-                if cfg.dtls {
-                    tracing::warn!("dtls: needs cert= and pkey= and UDP; DTLS listener disabled");
-                }
-                None
-            }
-        };
+        let dtls = dtls_identity(cfg)?;
+        if dtls.is_none() && cfg.dtls {
+            tracing::warn!("dtls: needs cert= and pkey= and UDP; DTLS listener disabled");
+        }
         let dtls_addrs = if dtls.is_some() {
             crate::turn::listen_addrs(&listen_ips, &[cfg.tls_listening_port])
         } else {
@@ -255,6 +247,18 @@ pub(crate) fn tls_config(cfg: &TurnConfig) -> anyhow::Result<Option<Arc<rustls::
     Ok(Some(switchyard_netio::tls::server_config(
         cert, key, versions,
     )?))
+}
+
+/// The DTLS identity (`dtls` with `cert=`/`pkey=` and UDP on), or `None`.
+pub(crate) fn dtls_identity(
+    cfg: &TurnConfig,
+) -> anyhow::Result<Option<switchyard_netio::dtls::DtlsIdentity>> {
+    match (&cfg.cert, &cfg.pkey) {
+        (Some(cert), Some(key)) if cfg.dtls && !cfg.no_udp => Ok(Some(
+            switchyard_netio::dtls::DtlsIdentity::load(cert, key).context("DTLS (cert=/pkey=)")?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// `rfc5780`: NAT behaviour discovery needs a second IP of a family and a second port

@@ -1016,6 +1016,11 @@ impl Worker {
                     );
                 }
                 super::reload::Control::Tls(tls) => self.shared.tls = tls,
+                super::reload::Control::Dtls(identity) => {
+                    for l in &mut self.dtls {
+                        l.endpoint.set_identity(identity.clone());
+                    }
+                }
             }
         }
     }
