@@ -74,19 +74,22 @@ impl ServerKind {
         }
     }
 
-    fn command(&self, conf: &Path) -> Command {
-        match self {
-            ServerKind::Switchyard(bin) => {
-                let mut c = Command::new(bin);
-                c.arg("turn").arg("-c").arg(conf);
+    fn command(&self, conf: &Path, run_as: Option<&str>) -> Command {
+        let (program, args): (&Path, &[&str]) = match self {
+            ServerKind::Switchyard(bin) => (bin, &["turn", "-c"]),
+            ServerKind::Coturn(bin) => (bin, &["-c"]),
+        };
+        let mut c = match run_as.and_then(|ug| ug.split_once(':')) {
+            Some((user, group)) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", user, "--regid", group, "--clear-groups", "--"]);
+                c.arg(program);
                 c
             }
-            ServerKind::Coturn(bin) => {
-                let mut c = Command::new(bin);
-                c.arg("-c").arg(conf);
-                c
-            }
-        }
+            None => Command::new(program),
+        };
+        c.args(args).arg(conf);
+        c
     }
 }
 
@@ -120,6 +123,9 @@ pub struct ServerOptions {
     /// Switchyard only: `prometheus` on 127.0.0.1 at the block's TLS port (so not with
     /// `tls`); see [`TestServer::metrics_addr`].
     pub prometheus: bool,
+    /// Start the server as this `user:group` (through `setpriv`, so never as root): the
+    /// unprivileged start an operator gets with systemd `User=` or `docker --user`.
+    pub run_as: Option<&'static str>,
 }
 
 impl Default for ServerOptions {
@@ -130,6 +136,7 @@ impl Default for ServerOptions {
             realm: "switchyard.test".to_string(),
             extra: Vec::new(),
             prometheus: false,
+            run_as: None,
         }
     }
 }
@@ -204,7 +211,13 @@ impl TestServer {
         let conf_path = dir.join("turnserver.conf");
         std::fs::write(&conf_path, &conf).expect("write turnserver.conf");
 
-        let mut cmd = kind.command(&conf_path);
+        if options.run_as.is_some() {
+            // The unprivileged server reads its config (and certificates) from here.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod temp dir");
+        }
+        let mut cmd = kind.command(&conf_path, options.run_as);
         cmd.current_dir(dir.path());
         let guard = ChildGuard::spawn(kind.name(), &mut cmd, &dir.join("server.log"))
             .unwrap_or_else(|e| panic!("cannot start {kind:?}: {e}"));

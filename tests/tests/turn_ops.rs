@@ -485,6 +485,42 @@ fn sighup_rotates_credentials_and_sigusr2_reloads_certificates() {
     );
 }
 
+/// Started unprivileged (systemd `User=`, `docker --user`): no root step is needed, the
+/// pidfile and everything else work, and it relays (only testable from root, which can
+/// become another user).
+#[test]
+fn starts_and_relays_unprivileged() {
+    let Some(bin) = switchyard() else { return };
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        // Already unprivileged: every other test here is this case.
+        eprintln!("skipped: the tests already run unprivileged");
+        return;
+    }
+    let mut server = TestServer::start(ServerOptions {
+        prometheus: true,
+        run_as: Some("nobody:nogroup"),
+        ..ServerOptions::default()
+    })
+    .unwrap_or_else(|skip| panic!("{}", skip.0));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
+        "{uid_line}"
+    );
+    let run = loadgen(
+        &bin,
+        &server,
+        server.secret(),
+        load(2, 100, 200, 0.5),
+        "unprivileged",
+    );
+    assert!(run.ok && run.num("relayed") > 0.0, "{}", run.output);
+    assert_eq!(metrics::get(server.metrics_addr(), "/readyz").0, 200);
+    server.assert_alive();
+}
+
 /// `proc-user`: root binds, then the process runs as that user (only testable as root).
 #[test]
 fn proc_user_drops_root_after_binding() {
