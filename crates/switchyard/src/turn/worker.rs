@@ -984,10 +984,12 @@ impl Worker {
     }
 
     fn log_events(&mut self) {
-        while let Some(event) = self.server.poll_event() {
-            self.ops.metrics.count_event(&event);
-            log_event(&event);
-        }
+        crate::logging::batched(|| {
+            while let Some(event) = self.server.poll_event() {
+                self.ops.metrics.count_event(&event);
+                log_event(&event);
+            }
+        });
     }
 
     fn packets_seen(&self) -> u64 {
