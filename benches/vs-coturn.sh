@@ -109,6 +109,7 @@ run_suite() { # name port
   R[$name,addedp99]=$(awk -v a="${R[$name,halfp99]}" -v b="${R[$name,directp99]}" 'BEGIN{ if (a == "fail" || b == "fail") print "fail"; else print a-b }')
   line=$(lg "$port" --server-pid "$SERVER_PID" --mode alloc-rate -n 8 --duration "$DUR")
   R[$name,allocs]=$(kv per_sec "$line")
+  R[$name,allocus]=$(kv cpu_us_per_alloc "$line")
 }
 
 flood_suite() { # name port
@@ -149,6 +150,7 @@ row "p99 one-way µs at half max load, through the relay" "${R[coturn,halfp99]}"
 row "  same load sent direct (no relay: machine floor)" "${R[coturn,directp99]}" "${R[switchyard,directp99]}"
 row "  p99 added by the relay (difference)" "${R[coturn,addedp99]}" "${R[switchyard,addedp99]}"
 row "authenticated allocations / s" "${R[coturn,allocs]}" "${R[switchyard,allocs]}"
+row "  server CPU µs per allocation (Allocate 401+200, Refresh 0)" "${R[coturn,allocus]}" "${R[switchyard,allocus]}"
 row "RSS bytes per idle allocation" "${R[coturn,rss]}" "${R[switchyard,rss]}"
 row "loss % under unauthenticated flood" "${R[coturn,floodloss]}" "${R[switchyard,floodloss]}"
 row "max reply/request size (amplification)" "${R[coturn,floodratio]}" "${R[switchyard,floodratio]}"
