@@ -4,7 +4,7 @@
 use std::time::Duration;
 use switchyard_tests::need;
 use switchyard_tests::process::tail;
-use switchyard_tests::server::{ServerOptions, TestServer};
+use switchyard_tests::server::{ServerKind, ServerOptions, TestServer};
 use switchyard_tests::uclient::{Auth, ClientTransport, EchoPeer, Run, parse_totals};
 
 const MXID: &str = "@alice:switchyard.test";
@@ -147,8 +147,11 @@ fn uclient_sees_try_alternate() {
 /// connections also land on the worker that does not own the connection id.
 fn tcp_relay_round_trip(transport: ClientTransport) {
     let tls = transport == ClientTransport::Tls;
+    // Metrics take the block's TLS port, and coturn's Debian build has none.
+    let metrics = !tls && ServerKind::from_env().is_ok_and(|k| !k.is_coturn());
     let mut server = need!(TestServer::start(ServerOptions {
         tls,
+        prometheus: metrics,
         extra: vec!["relay-threads=2".into()],
         ..ServerOptions::default()
     }));
@@ -185,6 +188,20 @@ fn tcp_relay_round_trip(transport: ClientTransport) {
     assert!(done.success() && !done.timed_out(), "{}", context());
     let t = parse_totals(&done.output).unwrap_or_else(|| panic!("no totals: {}", context()));
     assert_eq!((t.sent, t.received, t.lost), (80, 80, 0), "{}", context());
+    if metrics {
+        // The piped bytes show in the traffic metrics: each message crosses one client →
+        // peer hop and one peer → client hop (uclient's echo back crosses both again).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let text = switchyard_tests::metrics::scrape(server.metrics_addr());
+        let at_least = f64::from(80 * run.length);
+        for name in [
+            "turn_total_traffic_peer_sentb",
+            "turn_total_traffic_peer_rcvb",
+        ] {
+            let v = switchyard_tests::metrics::sample(&text, name).unwrap_or(0.0);
+            assert!(v >= at_least, "{name} = {v} < {at_least}: {}", context());
+        }
+    }
 }
 
 #[test]

@@ -345,6 +345,25 @@ impl Server {
         &self.stats
     }
 
+    /// Counts bytes the IO layer piped between an RFC 6062 data connection and its peer
+    /// connection (they never pass through the core), so traffic metrics include TCP
+    /// allocations. Each non-empty hop counts as one "packet", as coturn counts reads.
+    pub fn record_stream_relay(&mut self, to_peer: usize, to_client: usize) {
+        let s = &mut self.stats;
+        if to_peer > 0 {
+            s.client_packets_in += 1;
+            s.client_bytes_in += to_peer as u64;
+            s.to_peer_packets += 1;
+            s.to_peer_bytes += to_peer as u64;
+        }
+        if to_client > 0 {
+            s.peer_packets_in += 1;
+            s.peer_bytes_in += to_client as u64;
+            s.to_client_packets += 1;
+            s.to_client_bytes += to_client as u64;
+        }
+    }
+
     pub fn allocation_count(&self) -> usize {
         self.table.len()
     }

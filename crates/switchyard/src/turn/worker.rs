@@ -938,22 +938,28 @@ impl Worker {
             return;
         };
         let mut closed = false;
+        let (mut to_peer, mut to_client) = (0, 0);
         for _ in 0..64 {
             let a = conn.read();
             let b = peer.read();
             closed |= a == ReadStatus::Closed || b == ReadStatus::Closed;
-            let moved = forward(conn, peer) + forward(peer, conn);
+            let (up, down) = (forward(conn, peer), forward(peer, conn));
+            to_peer += up;
+            to_client += down;
             closed |= conn.flush().is_err() || peer.flush().is_err();
-            if moved == 0 || closed {
+            if up + down == 0 || closed {
                 break;
             }
         }
         if closed {
             // Deliver what is already buffered before closing.
-            forward(conn, peer);
-            forward(peer, conn);
+            to_peer += forward(conn, peer);
+            to_client += forward(peer, conn);
             let _ = conn.flush();
             let _ = peer.flush();
+        }
+        self.server.record_stream_relay(to_peer, to_client);
+        if closed {
             self.close_conn(now, data);
         }
     }
