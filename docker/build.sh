@@ -49,9 +49,10 @@ else
     export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C target-feature=+crt-static"
 fi
 
-say "cargo build -p switchyard --profile $profile --target $triple"
+# The TURN image carries the relay only (no `livekit` feature: no SFU, no WebRTC stack).
+say "cargo build -p switchyard --no-default-features --profile $profile --target $triple"
 started=$SECONDS
-cargo build --locked -p switchyard --profile "$profile" --target "$triple"
+cargo build --locked -p switchyard --no-default-features --profile "$profile" --target "$triple"
 say "binary built in $((SECONDS - started)) s"
 
 bin="$target_dir/$triple/$profile/switchyard"

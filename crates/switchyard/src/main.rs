@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
+#[cfg(feature = "livekit")]
 mod livekit;
 mod loadgen;
 mod logging;
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
     }
     if argv0 == "livekit-server" {
         args.remove(0);
-        return livekit::main(args);
+        return livekit_main(args);
     }
     args.remove(0);
     let Some(command) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     };
     match command.as_str() {
         "turn" => turn::main(args.split_off(1)),
-        "livekit" => livekit::main(args.split_off(1)),
+        "livekit" => livekit_main(args.split_off(1)),
         "loadgen" => loadgen::main(args.split_off(1)),
         "--version" | "-V" | "version" => {
             println!("switchyard {}", env!("CARGO_PKG_VERSION"));
@@ -69,4 +70,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+#[cfg(feature = "livekit")]
+fn livekit_main(args: Vec<OsString>) -> ExitCode {
+    livekit::main(args)
+}
+
+/// A TURN-only build (the `switchyard-turn` image) says so instead of failing obscurely.
+#[cfg(not(feature = "livekit"))]
+fn livekit_main(_args: Vec<OsString>) -> ExitCode {
+    eprintln!("switchyard: this build has no LiveKit SFU (built without the `livekit` feature)");
+    ExitCode::from(2)
 }
