@@ -82,6 +82,11 @@ pub(crate) struct Args {
     /// what reproduces that. A server without `UDP_GRO` still receives separate datagrams.
     #[arg(long)]
     gso: bool,
+    /// Pacing interval of `--rate` runs, in µs: each tick sends what is due, then sleeps.
+    /// 1000 sends 20 packets a tick at 20,000 pps; 100 spreads them out the way many
+    /// independent callers arrive, so a server wakes for nearly every packet.
+    #[arg(long, default_value_t = 1000)]
+    tick_us: u64,
     /// The server's pid, for CPU and RSS figures.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -230,6 +235,7 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
     for group in groups {
         let sent = sent.clone();
         let size = args.size;
+        let tick = Duration::from_micros(args.tick_us.max(1));
         let burst = Burst {
             len: args
                 .burst
@@ -244,6 +250,7 @@ fn relay(args: &Args, flood: bool) -> anyhow::Result<()> {
                 size,
                 per_sender_rate,
                 burst,
+                tick,
                 duration,
                 base,
                 &sent,
@@ -365,6 +372,7 @@ fn send_loop(
     size: usize,
     rate: u64,
     burst: Burst,
+    tick: Duration,
     duration: Duration,
     base: Instant,
     sent: &AtomicU64,
@@ -414,8 +422,8 @@ fn send_loop(
         if rate == 0 {
             seq += send_burst(burst.len, seq, &mut i);
         } else {
-            // Paced: send what is due, then sleep to the next millisecond — no spinning,
-            // so the generator does not steal the server's core.
+            // Paced: send what is due, then sleep a tick — no spinning, so the generator
+            // does not steal the server's core.
             let due = (elapsed.as_secs_f64() * rate as f64) as u64;
             while seq < due {
                 let k = burst.len.min((due - seq) as usize);
@@ -426,7 +434,7 @@ fn send_loop(
                     break;
                 }
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(tick);
         }
         sent.fetch_add(seq - reported, Ordering::Relaxed);
         reported = seq;
