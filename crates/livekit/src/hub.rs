@@ -26,6 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::settings::Settings;
 use crate::token::Claims;
+use crate::webhook::Webhooks;
 
 /// What a session task is told to do.
 #[derive(Debug)]
@@ -81,6 +82,8 @@ pub(crate) struct Hub {
     next_session: u64,
     /// ICE-TCP datagrams for the media thread, which owns the TCP connections.
     tcp_out: Vec<Transmit>,
+    /// `webhook:` configured: lifecycle events go out from here.
+    webhooks: Option<Webhooks>,
 }
 
 pub(crate) fn unix_now() -> (i64, i64) {
@@ -135,6 +138,7 @@ pub(crate) enum JoinError {
 impl Hub {
     pub(crate) fn new(settings: Arc<Settings>, socket: Arc<UdpSocket>, router: Router) -> Self {
         Hub {
+            webhooks: settings.webhook.clone().map(Webhooks::start),
             settings,
             router,
             socket,
@@ -166,8 +170,42 @@ impl Hub {
         Ok(())
     }
 
+    /// Queues a webhook about `room` (its current counts), if webhooks are configured.
+    fn hook(
+        &self,
+        event: &str,
+        room: &str,
+        participant: Option<&ParticipantInfo>,
+        track: Option<&proto::TrackInfo>,
+    ) {
+        let (Some(hooks), Some(r)) = (&self.webhooks, self.rooms.get(room)) else {
+            return;
+        };
+        hooks.send(
+            event,
+            self.room_info(r),
+            participant.cloned(),
+            track.cloned(),
+        );
+    }
+
+    /// Removes a room for good (reaped when empty, or Twirp `DeleteRoom` after its
+    /// participants were removed): `room_finished`.
+    pub(crate) fn finish_room(&mut self, name: &str) {
+        self.hook("room_finished", name, None, None);
+        self.rooms.remove(name);
+    }
+
     /// Creates a room (idempotent), as Twirp `CreateRoom` and an auto-creating join do.
     pub(crate) fn create_room(&mut self, name: &str) -> &mut Room {
+        if !self.rooms.contains_key(name) {
+            self.new_room(name);
+            self.hook("room_started", name, None, None);
+        }
+        self.rooms.get_mut(name).expect("created above")
+    }
+
+    fn new_room(&mut self, name: &str) {
         let settings = &self.settings;
         self.rooms.entry(name.to_owned()).or_insert_with(|| {
             let (secs, ms) = unix_now();
@@ -187,7 +225,7 @@ impl Hub {
                 ever_joined: false,
                 speaking: Vec::new(),
             }
-        })
+        });
     }
 
     /// Joins a participant: sends `join` first, then the subscriber offer, and tells the
@@ -292,6 +330,7 @@ impl Hub {
         );
         self.by_router
             .insert(router_id, (room_name.clone(), identity));
+        self.hook("participant_joined", &room_name, Some(&info), None);
         if !info.permission.as_ref().is_some_and(|p| p.hidden) {
             self.broadcast_update(&room_name, vec![info], Some(&sid));
         }
@@ -366,6 +405,27 @@ impl Hub {
         identity: &str,
         reason: Option<proto::DisconnectReason>,
     ) -> bool {
+        self.drop_participant(room_name, identity, reason, "participant_left")
+    }
+
+    /// Removes a participant whose connection vanished without a leave and never came back
+    /// (`participant_connection_aborted`, as LiveKit reports it).
+    pub(crate) fn abort_participant(&mut self, room_name: &str, identity: &str) -> bool {
+        self.drop_participant(
+            room_name,
+            identity,
+            Some(proto::DisconnectReason::ConnectionTimeout),
+            "participant_connection_aborted",
+        )
+    }
+
+    fn drop_participant(
+        &mut self,
+        room_name: &str,
+        identity: &str,
+        reason: Option<proto::DisconnectReason>,
+        hook: &str,
+    ) -> bool {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return false;
         };
@@ -392,6 +452,7 @@ impl Hub {
         p.info.disconnect_reason =
             reason.unwrap_or(proto::DisconnectReason::ClientInitiated) as i32;
         tracing::info!(room = room_name, identity, "participant left");
+        self.hook(hook, room_name, Some(&p.info), None);
         if !p.claims.video.hidden {
             self.broadcast_update(room_name, vec![p.info], None);
         }
@@ -533,6 +594,13 @@ impl Hub {
                     )));
                 }
                 self.participant_changed(&room, &identity);
+                if let Some(p) = self
+                    .rooms
+                    .get(&room)
+                    .and_then(|r| r.participants.get(&identity))
+                {
+                    self.hook("track_unpublished", &room, Some(&p.info), Some(&t.info));
+                }
             }
             Event::Connected { participant, role } => {
                 tracing::debug!(%participant, ?role, "peer connection up");
@@ -591,8 +659,16 @@ impl Hub {
             stream_id: format!("{}|{}", p.info.sid, t.info.sid),
             track_id: t.info.sid.clone(),
         };
+        let info = t.info.clone();
         let _ = self.router.publish(track, label);
         self.participant_changed(&room, &identity);
+        if let Some(p) = self
+            .rooms
+            .get(&room)
+            .and_then(|r| r.participants.get(&identity))
+        {
+            self.hook("track_published", &room, Some(&p.info), Some(&info));
+        }
     }
 
     fn relay_data(&mut self, from: ParticipantId, reliable: bool, data: &[u8]) {
@@ -844,21 +920,26 @@ impl Hub {
 
     /// Closes rooms that stayed empty past their timeout.
     pub(crate) fn reap_rooms(&mut self, now: Instant) {
-        self.rooms.retain(|name, r| {
-            let Some(since) = r.empty_since else {
-                return true;
-            };
-            let limit = if r.ever_joined {
-                r.info.departure_timeout
-            } else {
-                r.info.empty_timeout
-            };
-            let keep = now.saturating_duration_since(since).as_secs() < u64::from(limit);
-            if !keep {
-                tracing::info!(room = name, "room closed (empty)");
-            }
-            keep
-        });
+        let expired: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| {
+                let Some(since) = r.empty_since else {
+                    return false;
+                };
+                let limit = if r.ever_joined {
+                    r.info.departure_timeout
+                } else {
+                    r.info.empty_timeout
+                };
+                now.saturating_duration_since(since).as_secs() >= u64::from(limit)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            tracing::info!(room = name, "room closed (empty)");
+            self.finish_room(&name);
+        }
     }
 
     pub(crate) fn room_info(&self, r: &Room) -> proto::Room {

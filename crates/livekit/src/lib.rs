@@ -14,9 +14,11 @@ pub mod settings;
 pub mod signal;
 pub mod token;
 mod twirp;
+pub mod webhook;
 
 pub use http::{Server, serve};
 pub use settings::Settings;
+pub use webhook::WebhookConfig;
 
 /// The LiveKit server version we report. The JS SDK refuses RPC below 1.8.0.
 pub const SERVER_VERSION: &str = "1.9.0";

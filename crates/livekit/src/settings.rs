@@ -31,6 +31,9 @@ pub struct Settings {
     pub empty_timeout: Duration,
     /// A room is closed this long after its last participant left (`room.departure_timeout`).
     pub departure_timeout: Duration,
+    /// `webhook:`: where room and participant events are POSTed, signed as LiveKit signs
+    /// them.
+    pub webhook: Option<crate::WebhookConfig>,
 }
 
 impl Default for Settings {
@@ -47,6 +50,7 @@ impl Default for Settings {
             auto_create: true,
             empty_timeout: Duration::from_secs(300),
             departure_timeout: Duration::from_secs(20),
+            webhook: None,
         }
     }
 }

@@ -257,7 +257,7 @@ pub(crate) async fn run(
         let mut h = hub.lock().expect("hub lock");
         if h.is_current(&room, &identity, session) {
             tracing::info!(room, identity, "no resume after disconnect, removing");
-            h.remove_participant(&room, &identity, None);
+            h.abort_participant(&room, &identity);
         }
     });
 }

@@ -207,7 +207,7 @@ fn dispatch(
             for id in identities {
                 hub.remove_participant(&req.room, &id, Some(proto::DisconnectReason::RoomDeleted));
             }
-            hub.rooms.remove(&req.room);
+            hub.finish_room(&req.room);
             Ok(call.encode(&proto::DeleteRoomResponse {}))
         }
         "ListParticipants" => {
