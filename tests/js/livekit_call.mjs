@@ -27,6 +27,9 @@ const TOTAL_MS = Number(process.env.LK_TIMEOUT_MS || 60000);
 const ADAPTIVE = process.env.LK_ADAPTIVE === '1';
 // LK_LAYERS=1 (needs adaptive stream off): bob picks alice's simulcast layers explicitly.
 const LAYERS = process.env.LK_LAYERS === '1' && !ADAPTIVE;
+// LK_DYNACAST=1 (with LK_LAYERS): dynacast on; alice must stop encoding the layers bob does
+// not watch (subscribed_quality_update) and resume them when he asks again.
+const DYNACAST = process.env.LK_DYNACAST === '1' && LAYERS;
 // LK_RESUME=1: alice's signalling connection drops and resumes mid-call.
 const RESUME = process.env.LK_RESUME === '1';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -79,9 +82,9 @@ async function until(what, fn, ms = 20000) {
 }
 
 // In-page code: join, publish, and expose probes.
-async function joinInPage(url, tok, single, adaptive) {
+async function joinInPage(url, tok, single, adaptive, dynacast) {
   const { Room, RoomEvent, VideoPresets } = window.LivekitClient;
-  const opts = { adaptiveStream: adaptive, dynacast: adaptive };
+  const opts = { adaptiveStream: adaptive, dynacast: adaptive || dynacast };
   if (single !== 'default') opts.singlePeerConnection = single === 'true';
   const room = new Room(opts);
   const ev = { muted: [], left: [], data: [], tracks: [], speakers: [], unpublished: [] };
@@ -174,7 +177,7 @@ try {
     pages[who] = page;
   }
   for (const who of ['alice', 'bob']) {
-    result.steps[`join_${who}`] = await pages[who].evaluate(joinInPage, wsUrl, token(who), singlePc, ADAPTIVE);
+    result.steps[`join_${who}`] = await pages[who].evaluate(joinInPage, wsUrl, token(who), singlePc, ADAPTIVE, DYNACAST);
   }
 
   // Media both ways: two tracks subscribed, then counters rise.
@@ -216,12 +219,25 @@ try {
         for (const pub of p.videoTrackPublications.values()) pub.setVideoQuality(VideoQuality[q]);
       }
     }, q);
+    // Alice's simulcast encodings as `rid:active` (what dynacast switches).
+    const encodings = () => pages.alice.evaluate(() => {
+      for (const pub of window.__room.localParticipant.videoTrackPublications.values()) {
+        const s = pub.videoTrack && pub.videoTrack.sender;
+        if (s) return s.getParameters().encodings.map((e) => `${e.rid}:${e.active}`).sort();
+      }
+      return [];
+    });
+    const active = (list) => list.filter((e) => e.endsWith(':true')).length;
     const before = await width();
     await quality('LOW');
     const low = await until('low layer at bob', async () => { const w = await width(); return w > 0 && w <= 320 ? w : null; }, 20000);
+    let lowOnly = null;
+    if (DYNACAST) lowOnly = await until('alice encodes the low layer only', async () => { const e = await encodings(); return e.length === 3 && active(e) === 1 ? e : null; }, 15000);
     await quality('HIGH');
     const high = await until('higher layer at bob', async () => { const w = await width(); return w > low ? w : null; }, 20000);
-    result.steps.layers = { before, low, high };
+    let all = null;
+    if (DYNACAST) all = await until('alice encodes every layer again', async () => { const e = await encodings(); return e.length === 3 && active(e) === 3 ? e : null; }, 15000);
+    result.steps.layers = { before, low, high, lowOnly, all };
   }
 
   if (RESUME) {

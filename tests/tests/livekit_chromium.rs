@@ -218,6 +218,33 @@ fn js_sdk_2_23_simulcast_layer_switch() {
     assert!(high > low, "{l}");
 }
 
+/// Dynacast: when bob watches only alice's low layer, the server's
+/// `subscribed_quality_update` makes alice's browser stop encoding the other two (their
+/// `RTCRtpEncodingParameters.active` turn false), and asking for the high layer turns them
+/// back on. Element Call's SDK version, which Element Call runs with dynacast on.
+#[test]
+fn js_sdk_2_21_dynacast_pauses_unwatched_layers() {
+    let p = need!(peers("livekit-client-2-21"));
+    let (v, _server) = call_with(
+        p,
+        "default",
+        "livekit-client-2-21",
+        "dynacast",
+        &[("LK_LAYERS", "1"), ("LK_DYNACAST", "1")],
+    );
+    assert_media(&v);
+    let l = &v["steps"]["layers"];
+    let on = |key: &str| {
+        l[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}: {l}"))
+            .iter()
+            .filter(|e| e.as_str().unwrap().ends_with(":true"))
+            .count()
+    };
+    assert_eq!((on("lowOnly"), on("all")), (1, 3), "{l}");
+}
+
 /// Element Call's room options (adaptiveStream + dynacast) with its SDK version: the SDK drives
 /// layer choice and pausing from its <video> elements.
 #[test]

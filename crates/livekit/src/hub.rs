@@ -25,6 +25,8 @@ use switchyard_sfu::{
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::settings::Settings;
+
+mod dynacast;
 use crate::token::Claims;
 use crate::webhook::Webhooks;
 
@@ -49,6 +51,9 @@ pub(crate) enum SignalPath {
 pub(crate) struct Published {
     pub(crate) info: TrackInfo,
     pub(crate) router: Option<TrackId>,
+    /// Dynacast: the highest layer rank anyone watches, as last told to the publisher
+    /// (`None` inside: nobody; outer `None`: never told).
+    pub(crate) watched: Option<Option<usize>>,
 }
 
 pub(crate) struct Participant {
@@ -65,6 +70,9 @@ pub(crate) struct Participant {
 
 pub(crate) struct Room {
     pub(crate) info: proto::Room,
+    /// Each subscriber's layer choice per track sid, from `UpdateTrackSettings`
+    /// (`None`: paused). Absent means the default, the top layer.
+    pub(crate) choices: HashMap<(String, String), Option<usize>>,
     pub(crate) participants: BTreeMap<String, Participant>,
     /// When the room last became (or was created) empty.
     pub(crate) empty_since: Option<Instant>,
@@ -221,6 +229,7 @@ impl Hub {
                     ..Default::default()
                 },
                 participants: BTreeMap::new(),
+                choices: HashMap::new(),
                 empty_since: Some(Instant::now()),
                 ever_joined: false,
                 speaking: Vec::new(),
@@ -331,6 +340,7 @@ impl Hub {
         self.by_router
             .insert(router_id, (room_name.clone(), identity));
         self.hook("participant_joined", &room_name, Some(&info), None);
+        self.dynacast(&room_name);
         if !info.permission.as_ref().is_some_and(|p| p.hidden) {
             self.broadcast_update(&room_name, vec![info], Some(&sid));
         }
@@ -432,6 +442,7 @@ impl Hub {
         let Some(mut p) = room.participants.remove(identity) else {
             return false;
         };
+        room.choices.retain(|(sub, _), _| sub != identity);
         if room.participants.is_empty() {
             room.empty_since = Some(Instant::now());
         }
@@ -453,6 +464,7 @@ impl Hub {
             reason.unwrap_or(proto::DisconnectReason::ClientInitiated) as i32;
         tracing::info!(room = room_name, identity, "participant left");
         self.hook(hook, room_name, Some(&p.info), None);
+        self.dynacast(room_name);
         if !p.claims.video.hidden {
             self.broadcast_update(room_name, vec![p.info], None);
         }
@@ -669,6 +681,7 @@ impl Hub {
         {
             self.hook("track_published", &room, Some(&p.info), Some(&info));
         }
+        self.dynacast(&room);
     }
 
     fn relay_data(&mut self, from: ParticipantId, reliable: bool, data: &[u8]) {
@@ -776,6 +789,7 @@ impl Hub {
         p.tracks.push(Published {
             info: info.clone(),
             router: None,
+            watched: None,
         });
         Ok(info)
     }
@@ -849,20 +863,26 @@ impl Hub {
             return;
         };
         let mut changes = Vec::new();
+        let mut choices = Vec::new();
         for sid in &s.track_sids {
             for p in r.participants.values() {
                 let Some(t) = p.tracks.iter().find(|t| &t.info.sid == sid) else {
                     continue;
                 };
+                let layer = (!s.disabled).then(|| layer_for(&t.info, s));
+                choices.push(((identity.to_owned(), sid.clone()), layer));
                 let Some(tid) = t.router else { continue };
-                let choice = if s.disabled {
-                    LayerChoice::Paused
-                } else {
-                    LayerChoice::UpTo(layer_for(&t.info, s))
+                let choice = match layer {
+                    None => LayerChoice::Paused,
+                    Some(l) => LayerChoice::UpTo(l),
                 };
                 changes.push((tid, choice));
             }
         }
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.choices.extend(choices);
+        }
+        self.dynacast(room);
         tracing::debug!(room, identity, tracks = ?s.track_sids, disabled = s.disabled, width = s.width, height = s.height, quality = s.quality, ?changes, "track settings");
         for (tid, choice) in changes {
             let _ = self.router.set_layer(sub, tid, choice);
