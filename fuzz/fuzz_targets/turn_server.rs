@@ -179,7 +179,7 @@ impl Driver {
             self.server
                 .handle_client(self.now, from, bytes, &mut self.reply, &mut self.relays);
         match out {
-            ClientOutcome::Reply { len } => {
+            ClientOutcome::Reply { len } | ClientOutcome::ReplyFrom { len, .. } => {
                 assert!(len <= self.reply.len());
                 assert!(switchyard_stun::Message::parse(&self.reply[..len]).is_ok());
             }
@@ -187,7 +187,7 @@ impl Driver {
                 assert!(payload.end <= bytes.len() && payload.start <= payload.end);
                 assert!(self.relays.bound.contains_key(&relay));
             }
-            ClientOutcome::Drop(_) => {}
+            ClientOutcome::Drop(_) | ClientOutcome::Pending => {}
         }
     }
 
