@@ -66,7 +66,7 @@ if on SKIP_FUZZ; then
         export RUSTC_BOOTSTRAP=1
         fuzz=(cargo fuzz)
     fi
-    targets=(stun_parse channel_data turn_server turn_config livekit_signal livekit_token)
+    targets=(stun_parse channel_data turn_server turn_config livekit_signal livekit_token livekit_config)
     step "cargo fuzz build"
     "${fuzz[@]}" build
     for t in "${targets[@]}"; do

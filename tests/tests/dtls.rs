@@ -139,3 +139,46 @@ fn dtls_certificate_reloads_on_sigusr2_and_sighup() {
     }
     server.assert_alive();
 }
+
+/// An RSA certificate (common for TLS) cannot serve DTLS here (the DTLS engine signs with
+/// ECDSA only): the relay says so at startup, keeps running, and keeps serving plain TURN,
+/// instead of opening a DTLS port whose every handshake fails.
+#[test]
+fn rsa_certificate_turns_dtls_off_with_a_warning() {
+    let openssl = need!(find_binary("openssl"));
+    let dir = std::env::temp_dir().join(format!("switchyard-dtls-rsa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("rsa-cert.pem"), dir.join("rsa-key.pem"));
+    let made = Command::new(openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{made:?}");
+    let mut server = need!(TestServer::start(ServerOptions {
+        extra: vec![
+            "dtls".into(),
+            format!("cert={}", cert.display()),
+            format!("pkey={}", key.display()),
+        ],
+        ..ServerOptions::default()
+    }));
+    if server.kind.is_coturn() {
+        println!("skipped: the harness turns coturn's DTLS off (no-dtls)");
+        return;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    server.assert_alive();
+    let log = server.log();
+    assert!(
+        log.contains("DTLS needs an ECDSA") && log.contains("DTLS listener disabled"),
+        "{}",
+        server.log_tail(20)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

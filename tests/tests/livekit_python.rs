@@ -86,3 +86,50 @@ fn native_sdk_media_and_data() {
     let sessions = server.sessions_on("/rtc/v1") + server.sessions_on("/rtc");
     assert_eq!(sessions, 3, "{}", server.log_tail(20));
 }
+
+/// Webhooks (`webhook:` in livekit.yaml), received and verified by livekit-api's
+/// WebhookReceiver exactly as a receiver verifies livekit-server's: signature, body hash,
+/// protojson event. A participant joins with the native SDK, publishes, unpublishes and
+/// leaves; the room closes after its departure timeout.
+#[test]
+fn webhooks_verified_by_livekit_api() {
+    let py = need!(livekit_python());
+    let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let body = format!(
+        "webhook:\n  api_key: {API_KEY}\n  urls:\n    - http://127.0.0.1:{hook_port}/hook\nroom:\n  departure_timeout: 1\n"
+    );
+    let server = need!(LivekitServer::start(&["--config-body", &body]));
+    let v = run_script(
+        py,
+        &server,
+        "livekit_webhook.py",
+        &[
+            &server.ws_url(),
+            API_KEY,
+            API_SECRET,
+            "hook-room",
+            &hook_port.to_string(),
+        ],
+    );
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "room_started",
+            "participant_joined",
+            "track_published",
+            "track_unpublished",
+            "participant_left",
+            "room_finished"
+        ],
+        "{v}"
+    );
+}

@@ -1,7 +1,8 @@
 //! Switchyard's configuration front ends.
 //!
 //! [`turn`] reads coturn's `turnserver.conf` and command line into a typed [`TurnConfig`],
-//! so `switchyard turn` is a drop-in for `turnserver`. Every error names where it came
+//! so `switchyard turn` is a drop-in for `turnserver`; [`livekit`] reads livekit-server's
+//! `livekit.yaml`, flags and environment into a [`livekit::LiveKitConfig`]. Every error names where it came
 //! from — `file:line: key: what is wrong`, or `command line: key: what is wrong` — and the
 //! server does not start on one. Options coturn has that switchyard does not implement,
 //! and options coturn does not know either, are accepted with a warning in the same form,
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod livekit;
 pub mod range;
 pub mod turn;
 

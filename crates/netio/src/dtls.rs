@@ -31,15 +31,39 @@ const MAX_RECORD: usize = 4096 + 256;
 pub struct DtlsIdentity(dimpl::DtlsCertificate);
 
 impl DtlsIdentity {
-    /// Loads the first certificate and the private key. DTLS here supports ECDSA keys only
-    /// (P-256/P-384); an RSA pair loads but no handshake will complete with it.
+    /// Loads the first certificate and the private key. The DTLS engine (dimpl) signs with
+    /// ECDSA keys only (P-256/P-384): any other key is refused here, with
+    /// [`TlsError::UnsupportedKey`], rather than loaded into a listener whose every
+    /// handshake would fail.
     pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let certs = crate::tls::load_certs(cert)?;
-        let key = crate::tls::load_key(key)?;
+        let key_der = crate::tls::load_key(key)?;
+        if !is_ec_key(&key_der) {
+            return Err(TlsError::UnsupportedKey {
+                path: key.to_owned(),
+                what: "DTLS needs an ECDSA (P-256/P-384) key; this one is RSA or another kind",
+            });
+        }
+        let key = key_der;
         Ok(DtlsIdentity(dimpl::DtlsCertificate {
             certificate: certs[0].to_vec(),
             private_key: key.secret_der().to_vec(),
         }))
+    }
+}
+
+/// SEC1 `EC PRIVATE KEY`, or PKCS#8 whose algorithm is id-ecPublicKey (1.2.840.10045.2.1).
+fn is_ec_key(key: &rustls::pki_types::PrivateKeyDer<'_>) -> bool {
+    const ID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    match key {
+        rustls::pki_types::PrivateKeyDer::Sec1(_) => true,
+        rustls::pki_types::PrivateKeyDer::Pkcs8(k) => {
+            // The AlgorithmIdentifier sits in the first few dozen bytes of the structure.
+            let head = &k.secret_pkcs8_der()[..k.secret_pkcs8_der().len().min(40)];
+            head.windows(ID_EC_PUBLIC_KEY.len())
+                .any(|w| w == ID_EC_PUBLIC_KEY)
+        }
+        _ => false,
     }
 }
 

@@ -28,6 +28,14 @@ pub enum TlsError {
     /// rustls rejected the pair (mismatch, unsupported key type, ...).
     #[error("certificate/key rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The key is not of a kind this listener can use (DTLS: ECDSA only).
+    #[error("{path}: {what}")]
+    UnsupportedKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: &'static str,
+    },
 }
 
 /// TLS versions the listener offers.

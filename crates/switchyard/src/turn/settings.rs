@@ -61,7 +61,7 @@ impl Plan {
         let udp_addrs = crate::turn::listen_addrs(&listen_ips, &udp_ports);
         // coturn 4.17: DTLS only with `dtls` (Debian's 4.6 had it on unless `no-dtls`).
         let dtls = dtls_identity(cfg)?;
-        if dtls.is_none() && cfg.dtls {
+        if cfg.dtls && (cfg.cert.is_none() || cfg.pkey.is_none() || cfg.no_udp) {
             tracing::warn!("dtls: needs cert= and pkey= and UDP; DTLS listener disabled");
         }
         let dtls_addrs = if dtls.is_some() {
@@ -254,9 +254,17 @@ pub(crate) fn dtls_identity(
     cfg: &TurnConfig,
 ) -> anyhow::Result<Option<switchyard_netio::dtls::DtlsIdentity>> {
     match (&cfg.cert, &cfg.pkey) {
-        (Some(cert), Some(key)) if cfg.dtls && !cfg.no_udp => Ok(Some(
-            switchyard_netio::dtls::DtlsIdentity::load(cert, key).context("DTLS (cert=/pkey=)")?,
-        )),
+        (Some(cert), Some(key)) if cfg.dtls && !cfg.no_udp => {
+            match switchyard_netio::dtls::DtlsIdentity::load(cert, key) {
+                Ok(identity) => Ok(Some(identity)),
+                // TLS keeps working with this key; only the DTLS listener stays off.
+                Err(e @ switchyard_netio::tls::TlsError::UnsupportedKey { .. }) => {
+                    tracing::warn!("dtls: {e}; DTLS listener disabled");
+                    Ok(None)
+                }
+                Err(e) => Err(e).context("DTLS (cert=/pkey=)"),
+            }
+        }
         _ => Ok(None),
     }
 }
