@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the switchyard-turn image: a static `switchyard` binary (cargo profile `container`)
-# copied into docker/out/, then docker/turn.Dockerfile (FROM scratch) with docker/out/ as
-# the build context. See docker/README.md.
+# Builds an image: a static `switchyard` binary (cargo profile `container`) copied into
+# docker/out/<flavour>/, then docker/<flavour>.Dockerfile (FROM scratch) with that directory
+# as the build context. See docker/README.md.
 #
 # Settings (environment):
-#   IMAGE=switchyard-turn:latest   tag of the image
+#   FLAVOUR=turn|livekit           turn (default): the coturn drop-in, built without the SFU;
+#                                  livekit: the livekit-server drop-in (default features)
+#   IMAGE=switchyard-<flavour>:latest   tag of the image
 #   TARGET=auto|musl|gnu           auto: musl when rustup has the target's std and `musl-gcc`
 #                                  is installed (Debian: musl-tools), else glibc with crt-static
 #   PROFILE=container              cargo profile (release + strip; `ci` builds faster, bigger)
@@ -16,11 +18,17 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-image="${IMAGE:-switchyard-turn:latest}"
+flavour="${FLAVOUR:-turn}"
+case "$flavour" in
+    turn) features=(--no-default-features) ;;
+    livekit) features=() ;;
+    *) printf 'build.sh: FLAVOUR must be turn or livekit\n' >&2; exit 1 ;;
+esac
+image="${IMAGE:-switchyard-$flavour:latest}"
 profile="${PROFILE:-container}"
 arch="$(uname -m)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-out="$root/docker/out"
+out="$root/docker/out/$flavour"
 
 say() { printf 'build.sh: %s\n' "$*"; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -49,10 +57,11 @@ else
     export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C target-feature=+crt-static"
 fi
 
-# The TURN image carries the relay only (no `livekit` feature: no SFU, no WebRTC stack).
-say "cargo build -p switchyard --no-default-features --profile $profile --target $triple"
+# The TURN image carries the relay only (no `livekit` feature: no SFU, no WebRTC stack). Both
+# flavours share the dependencies' build; only the switchyard crate differs.
+say "cargo build -p switchyard ${features[*]} --profile $profile --target $triple"
 started=$SECONDS
-cargo build --locked -p switchyard --no-default-features --profile "$profile" --target "$triple"
+cargo build --locked -p switchyard "${features[@]}" --profile "$profile" --target "$triple"
 say "binary built in $((SECONDS - started)) s"
 
 bin="$target_dir/$triple/$profile/switchyard"
@@ -67,7 +76,7 @@ else
 fi
 mkdir -p "$out"
 install -m 0755 "$bin" "$out/switchyard"
-say "docker/out/switchyard: $(stat -c %s "$out/switchyard") bytes ($triple, profile $profile)"
+say "docker/out/$flavour/switchyard: $(stat -c %s "$out/switchyard") bytes ($triple, profile $profile)"
 
 [ "${SKIP_IMAGE:-0}" = 1 ] && exit 0
 
@@ -82,7 +91,7 @@ if [ "$engine" = auto ]; then
     fi
 fi
 
-say "$engine build -t $image -f docker/turn.Dockerfile docker/out"
+say "$engine build -t $image -f docker/$flavour.Dockerfile docker/out/$flavour"
 started=$SECONDS
-"$engine" build --quiet -t "$image" -f docker/turn.Dockerfile "$out" >/dev/null
+"$engine" build --quiet -t "$image" -f "docker/$flavour.Dockerfile" "$out" >/dev/null
 say "image built in $((SECONDS - started)) s: $image, $("$engine" image inspect --format '{{.Size}}' "$image") bytes"

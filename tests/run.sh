@@ -44,8 +44,9 @@ if on SKIP_TEST; then
     cargo build -p switchyard --profile ci
     # tests/tests/container.rs runs the image; a nested cargo build inside `cargo test`
     # would wait on its lock, so the static binary and the image are built here.
-    step "container image (docker/build.sh)"
+    step "container images (docker/build.sh: turn, livekit)"
     bash docker/build.sh
+    FLAVOUR=livekit bash docker/build.sh
     step "cargo test --workspace --profile ci"
     cargo test --workspace --profile ci
 fi

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// What `docker/build.sh` tags by default (podman prefixes local names with `localhost/`).
 pub const DEFAULT_IMAGE: &str = "localhost/switchyard-turn:latest";
+/// What `FLAVOUR=livekit docker/build.sh` tags.
+pub const LIVEKIT_IMAGE: &str = "localhost/switchyard-livekit:latest";
 
 /// The UID/GID the image declares and the tests run it as.
 pub const USER: &str = "65532:65532";
@@ -42,11 +44,27 @@ pub struct Podman {
 impl Podman {
     /// Finds podman and runc and checks that the image exists.
     pub fn find() -> Need<Self> {
-        let bin = find_binary("podman")?;
-        find_binary("runc")?;
         let image =
             std::env::var("SWITCHYARD_TEST_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
-        let podman = Podman { bin, image };
+        Self::find_image(&image)
+    }
+
+    /// The switchyard-livekit image (`FLAVOUR=livekit bash docker/build.sh`), or the one
+    /// `SWITCHYARD_TEST_LIVEKIT_IMAGE` names.
+    pub fn find_livekit() -> Need<Self> {
+        let image = std::env::var("SWITCHYARD_TEST_LIVEKIT_IMAGE")
+            .unwrap_or_else(|_| LIVEKIT_IMAGE.to_string());
+        Self::find_image(&image)
+    }
+
+    /// Finds podman and runc and checks that `image` exists.
+    pub fn find_image(image: &str) -> Need<Self> {
+        let bin = find_binary("podman")?;
+        find_binary("runc")?;
+        let podman = Podman {
+            bin,
+            image: image.to_string(),
+        };
         let exists = Command::new(&podman.bin)
             .args(["image", "exists", &podman.image])
             .status()
