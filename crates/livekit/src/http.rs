@@ -1,7 +1,7 @@
 //! The HTTP port: `/rtc` (WebSocket), `/rtc/validate`, `/rtc/v1*`, Twirp and `GET /`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,10 +47,16 @@ pub async fn serve(
         .first()
         .copied()
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let udp = Arc::new(UdpSocket::bind(SocketAddr::new(
-        bind_ip,
-        settings.udp_port,
-    ))?);
+    // Every peer connection shares this socket: large buffers absorb a room's bursts
+    // (livekit-server warns below 5 MB).
+    let udp = Arc::new(switchyard_netio::bind_udp(
+        SocketAddr::new(bind_ip, settings.udp_port),
+        switchyard_netio::UdpOptions {
+            reuse_port: false,
+            buffer_size: 8 << 20,
+            gro: false,
+        },
+    )?);
     let udp_addr = udp.local_addr()?;
     let tcp = if settings.tcp_port == 0 {
         None

@@ -513,12 +513,27 @@ impl Hub {
 
     /// Sends to every participant's queue whatever the router produced.
     pub(crate) fn flush(&mut self) {
+        // Signalling threads: the few packets a join or a track change produces go out
+        // right away.
+        let socket = self.socket.clone();
+        self.drain(|t| {
+            let _ = socket.send_to(&t.contents, t.destination);
+        });
+    }
+
+    /// The media thread's flush: UDP datagrams are collected for one `sendmmsg` after the
+    /// hub's lock is released.
+    pub(crate) fn flush_into(&mut self, udp: &mut Vec<Transmit>) {
+        self.drain(|t| udp.push(t));
+    }
+
+    fn drain(&mut self, mut udp: impl FnMut(Transmit)) {
         loop {
             let mut did = false;
             while let Some(t) = self.router.poll_transmit() {
                 did = true;
                 if t.proto == Protocol::Udp {
-                    let _ = self.socket.send_to(&t.contents, t.destination);
+                    udp(t);
                 } else {
                     self.tcp_out.push(t);
                 }

@@ -1,6 +1,6 @@
 //! The media side: one UDP socket for every peer connection, plus passive ICE-TCP
 //! (RFC 6544: each datagram framed with a 2-byte length, RFC 4571) on the TCP port, driven
-//! from one dedicated thread.
+//! from one dedicated thread; UDP goes through switchyard-netio in batches.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -8,13 +8,16 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard_sfu::Protocol;
+use switchyard_netio::{RecvBatch, SendBatch};
+use switchyard_sfu::{Protocol, Transmit};
 
 use crate::hub::Hub;
 
 /// Upper bound on how long the thread sleeps in `recv_from`, so timers armed by signalling
 /// (a new connection, a forwarded keyframe request) and TCP input are served promptly.
 const MAX_WAIT: Duration = Duration::from_millis(10);
+/// The largest datagram read: WebRTC keeps packets under a typical 1500-byte MTU.
+const MAX_DATAGRAM: usize = 2048;
 /// A TCP peer whose unsent output grows past this is dropped (it stopped reading).
 const MAX_TCP_BACKLOG: usize = 4 * 1024 * 1024;
 /// At most this many ICE-TCP connections at once.
@@ -51,6 +54,12 @@ pub(crate) struct Sockets {
 }
 
 /// Runs the media loop until the process exits.
+///
+/// UDP is read in batches (`recvmmsg` through switchyard-netio); a whole batch goes through
+/// the router under one acquisition of the hub's lock, and what it produces leaves with
+/// `sendmmsg` after the lock is released. The loop sleeps in `epoll` until a datagram
+/// arrives or the router's next timer is due (at most [`MAX_WAIT`], so timers armed by
+/// signalling and ICE-TCP input are served promptly).
 pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr>) {
     let Sockets { udp, tcp } = sockets;
     let udp_port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -62,9 +71,18 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
     if let Some(l) = &tcp {
         let _ = l.set_nonblocking(true);
     }
+    let (mut poll, socket) = match readiness(&udp) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "media: cannot watch the UDP socket; media stops");
+            return;
+        }
+    };
     let local = LocalAddrs { advertised };
     let mut conns: HashMap<SocketAddr, TcpConn> = HashMap::new();
-    let mut buf = vec![0u8; 2000];
+    let mut events = mio::Events::with_capacity(16);
+    let mut rx = RecvBatch::new(0, MAX_DATAGRAM, 0);
+    let mut out: Vec<Transmit> = Vec::with_capacity(switchyard_netio::BATCH * 4);
     loop {
         let wait = {
             let h = hub.lock().expect("hub lock");
@@ -72,39 +90,61 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
         }
         .map(|t| t.saturating_duration_since(Instant::now()))
         .unwrap_or(MAX_WAIT)
-        .clamp(Duration::from_millis(1), MAX_WAIT);
-        let _ = udp.set_read_timeout(Some(wait));
-        match udp.recv_from(&mut buf) {
-            Ok((n, source)) => {
-                let now = Instant::now();
-                let destination = local.for_peer(&source, udp_port);
-                let mut h = hub.lock().expect("hub lock");
-                if !h
-                    .router()
-                    .handle_datagram(now, Protocol::Udp, source, destination, &buf[..n])
-                {
-                    tracing::trace!(%source, "datagram for no connection");
+        .min(MAX_WAIT);
+        if let Err(e) = poll.poll(&mut events, Some(wait))
+            && e.kind() != ErrorKind::Interrupted
+        {
+            tracing::debug!("media poll: {e}");
+        }
+        loop {
+            let n = match rx.recv(&socket) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!("udp receive: {e}");
+                    0
                 }
-                h.flush();
+            };
+            if n == 0 {
+                break;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(e) => tracing::debug!("udp receive: {e}"),
+            let now = Instant::now();
+            {
+                let mut h = hub.lock().expect("hub lock");
+                for i in 0..n {
+                    let meta = rx.meta(i);
+                    if meta.truncated {
+                        continue;
+                    }
+                    let destination = local.for_peer(&meta.source, udp_port);
+                    if !h.router().handle_datagram(
+                        now,
+                        Protocol::Udp,
+                        meta.source,
+                        destination,
+                        rx.payload(i),
+                    ) {
+                        tracing::trace!(source = %meta.source, "datagram for no connection");
+                    }
+                }
+                h.flush_into(&mut out);
+            }
+            send_all(&socket, &mut out);
+            if n < switchyard_netio::BATCH {
+                break;
+            }
         }
         if let Some(listener) = &tcp {
             accept(listener, &mut conns);
             read_tcp(&hub, &mut conns, &local, tcp_port);
         }
-        let out = {
+        let tcp_out = {
             let mut h = hub.lock().expect("hub lock");
             h.router().handle_timeout(Instant::now());
-            h.flush();
+            h.flush_into(&mut out);
             h.take_tcp()
         };
-        for t in out {
+        send_all(&socket, &mut out);
+        for t in tcp_out {
             if let Some(c) = conns.get_mut(&t.destination) {
                 let len = u16::try_from(t.contents.len()).unwrap_or(u16::MAX);
                 c.wbuf.extend_from_slice(&len.to_be_bytes());
@@ -113,6 +153,33 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
         }
         conns.retain(write_tcp);
     }
+}
+
+/// An epoll registration of the shared UDP socket (a duplicate descriptor of the same
+/// socket, which signalling threads also send on).
+fn readiness(udp: &Arc<UdpSocket>) -> std::io::Result<(mio::Poll, mio::net::UdpSocket)> {
+    let poll = mio::Poll::new()?;
+    let std_socket = udp.try_clone()?;
+    std_socket.set_nonblocking(true)?;
+    let mut socket = mio::net::UdpSocket::from_std(std_socket);
+    poll.registry()
+        .register(&mut socket, mio::Token(0), mio::Interest::READABLE)?;
+    Ok((poll, socket))
+}
+
+/// Sends the collected datagrams with `sendmmsg`, a batch at a time, and empties `out`.
+fn send_all(socket: &mio::net::UdpSocket, out: &mut Vec<Transmit>) {
+    for chunk in out.chunks(switchyard_netio::BATCH) {
+        let mut batch = SendBatch::new();
+        for t in chunk {
+            batch.push(t.destination, &t.contents);
+        }
+        let report = batch.flush(socket);
+        if let Some(e) = report.error {
+            tracing::debug!(error = %e, dropped = report.dropped, "udp send");
+        }
+    }
+    out.clear();
 }
 
 fn accept(listener: &TcpListener, conns: &mut HashMap<SocketAddr, TcpConn>) {
