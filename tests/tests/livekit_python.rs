@@ -133,3 +133,28 @@ fn webhooks_verified_by_livekit_api() {
         "{v}"
     );
 }
+
+/// RoomService calls that change a live room (UpdateParticipant, UpdateRoomMetadata,
+/// SendData to all and to one identity, MutePublishedTrack) through livekit-api, each
+/// observed by another participant on the native SDK.
+#[test]
+fn room_service_changes_reach_participants() {
+    let py = need!(livekit_python());
+    let server = need!(LivekitServer::start(&[]));
+    let v = run_script(
+        py,
+        &server,
+        "livekit_roomservice.py",
+        &[
+            &server.ws_url(),
+            &server.http_url(),
+            API_KEY,
+            API_SECRET,
+            "admin-room",
+        ],
+    );
+    assert!(
+        v["checks"].as_object().is_some_and(|c| c.len() >= 10),
+        "{v}"
+    );
+}

@@ -26,6 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::settings::Settings;
 
+mod admin;
 mod dynacast;
 use crate::token::Claims;
 use crate::webhook::Webhooks;

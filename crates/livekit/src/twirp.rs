@@ -241,6 +241,38 @@ fn dispatch(
             }
             Ok(call.encode(&proto::RemoveParticipantResponse {}))
         }
+        "UpdateParticipant" => {
+            let req: proto::UpdateParticipantRequest = call.decode()?;
+            admin_of(&claims, &req.room)?;
+            let info = hub
+                .update_participant(&req)
+                .ok_or_else(|| TwirpError::not_found("participant not found"))?;
+            Ok(call.encode(&info))
+        }
+        "UpdateRoomMetadata" => {
+            let req: proto::UpdateRoomMetadataRequest = call.decode()?;
+            admin_of(&claims, &req.room)?;
+            let room = hub
+                .update_room_metadata(&req.room, &req.metadata)
+                .ok_or_else(|| TwirpError::not_found("room not found"))?;
+            Ok(call.encode(&room))
+        }
+        "SendData" => {
+            let req: proto::SendDataRequest = call.decode()?;
+            admin_of(&claims, &req.room)?;
+            if !hub.send_server_data(&req) {
+                return Err(TwirpError::not_found("room not found"));
+            }
+            Ok(call.encode(&proto::SendDataResponse {}))
+        }
+        "MutePublishedTrack" => {
+            let req: proto::MuteRoomTrackRequest = call.decode()?;
+            admin_of(&claims, &req.room)?;
+            let track = hub
+                .mute_published_track(&req)
+                .ok_or_else(|| TwirpError::not_found("participant or track not found"))?;
+            Ok(call.encode(&proto::MuteRoomTrackResponse { track: Some(track) }))
+        }
         _ => Err(TwirpError::new(
             "bad_route",
             StatusCode::NOT_FOUND,
