@@ -178,3 +178,36 @@ pub fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// The key pair in `config/livekit.yaml`.
+pub const SAMPLE_KEY: (&str, &str) = ("changeme-key", "changeme-secret-of-at-least-32-characters");
+
+/// `config/livekit.yaml` with the ports of `p` swapped in (HTTP `listen`, media UDP `peer`,
+/// ICE-TCP `tls`) and bound to loopback, for tests that start the server from the sample.
+pub fn sample_config(p: &crate::ports::PortBlock) -> String {
+    let sample = std::fs::read_to_string(crate::package_dir().join("../config/livekit.yaml"))
+        .expect("config/livekit.yaml");
+    sample
+        .replace("port: 7880", &format!("port: {}", p.listen))
+        .replace("udp_port: 7882", &format!("udp_port: {}", p.peer))
+        .replace("tcp_port: 7881", &format!("tcp_port: {}", p.tls))
+        .replace("  - 0.0.0.0", "  - 127.0.0.1")
+}
+
+/// tests/.venv's Python with LiveKit's SDKs (`livekit-api`, `livekit`), installed by
+/// tests/install-peers.sh.
+pub fn livekit_python() -> Need<PathBuf> {
+    let py = crate::package_dir().join(".venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import livekit.api, livekit.rtc"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(py)
+    } else {
+        Err(Skip::new(
+            "livekit / livekit-api not installed in tests/.venv (run tests/install-peers.sh)",
+        ))
+    }
+}

@@ -5,32 +5,14 @@
 //! Needs podman, runc, the image (`FLAVOUR=livekit bash docker/build.sh`; tests/run.sh
 //! builds it) and the SDKs in tests/.venv (tests/install-peers.sh).
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use switchyard_tests::container::{Container, Mount, Podman, RunSpec, USER};
 use switchyard_tests::process::{run_bounded, tail};
-use switchyard_tests::skip::Skip;
 use switchyard_tests::tempdir::TempDir;
-use switchyard_tests::{need, package_dir, ports};
-
-const KEY: &str = "changeme-key";
-const SECRET: &str = "changeme-secret-of-at-least-32-characters";
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
+use switchyard_tests::{livekit, need, package_dir, ports};
 
 #[test]
 fn image_is_one_static_binary_named_livekit_server() {
@@ -55,55 +37,43 @@ fn image_is_one_static_binary_named_livekit_server() {
 #[test]
 fn config_mounted_like_element_call_and_the_python_sdk_calls_through_it() {
     let podman = need!(Podman::find_livekit());
-    let py = package_dir().join(".venv/bin/python");
-    let sdk = Command::new(&py)
-        .args(["-c", "import livekit.api, livekit.rtc"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !sdk {
-        need!(Err::<(), _>(Skip::new(
-            "livekit / livekit-api not installed in tests/.venv (run tests/install-peers.sh)"
-        )));
-    }
+    let py = need!(livekit::livekit_python());
     let dir = TempDir::new("container-livekit").expect("temp dir");
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let p = ports::allocate();
-    let sample = std::fs::read_to_string(package_dir().join("../config/livekit.yaml")).unwrap();
-    let yaml = sample
-        .replace("port: 7880", &format!("port: {}", p.listen))
-        .replace("udp_port: 7882", &format!("udp_port: {}", p.peer))
-        .replace("tcp_port: 7881", &format!("tcp_port: {}", p.tls))
-        .replace("  - 0.0.0.0", "  - 127.0.0.1");
     let conf = dir.join("livekit.yaml");
-    std::fs::write(&conf, yaml).unwrap();
+    std::fs::write(&conf, livekit::sample_config(&p)).unwrap();
     std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut spec = RunSpec::new();
     spec.mounts.push(Mount::new(&conf, "/etc/livekit.yaml"));
     spec.args = vec!["--config".into(), "/etc/livekit.yaml".into()];
     let container = Container::start(&podman, &dir, &spec);
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(r) = http_get(p.listen, "/") {
-            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-            break;
-        }
+    while TcpStream::connect(("127.0.0.1", p.listen)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "no health answer: {}",
+            "no HTTP listener: {}",
             container.logs()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let (status, _) = livekit::http(
+        std::net::SocketAddr::from(([127, 0, 0, 1], p.listen)),
+        "GET",
+        "/",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "health: {}", container.logs());
     let ws = format!("ws://127.0.0.1:{}", p.listen);
     let mut cmd = Command::new(&py);
     cmd.arg(package_dir().join("py/livekit_rtc.py")).args([
         ws.as_str(),
-        KEY,
-        SECRET,
+        livekit::SAMPLE_KEY.0,
+        livekit::SAMPLE_KEY.1,
         "container-room",
     ]);
     let done = run_bounded(&mut cmd, Duration::from_secs(90), &dir.join("rtc.log"));

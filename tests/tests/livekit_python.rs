@@ -7,26 +7,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use switchyard_tests::livekit::{API_KEY, API_SECRET, LivekitServer};
+use switchyard_tests::livekit::{API_KEY, API_SECRET, LivekitServer, livekit_python};
 use switchyard_tests::process::{run_bounded, tail};
-use switchyard_tests::skip::{Need, Skip};
 use switchyard_tests::{need, package_dir};
-
-fn livekit_python() -> Need<PathBuf> {
-    let py = package_dir().join(".venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import livekit.api, livekit.rtc"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        Ok(py)
-    } else {
-        Err(Skip::new(
-            "livekit / livekit-api not installed in tests/.venv (run tests/install-peers.sh)",
-        ))
-    }
-}
 
 fn run_script(py: PathBuf, server: &LivekitServer, script: &str, args: &[&str]) -> Value {
     let mut cmd = Command::new(py);
