@@ -368,3 +368,37 @@ pub fn self_signed_cert(dir: &Path) -> Need<(PathBuf, PathBuf)> {
     );
     Ok((cert, key))
 }
+
+/// The SHA-256 fingerprint (`openssl x509 -fingerprint` form) of the certificate a server on
+/// loopback `port` presents to `openssl s_client` with `mode` (`-dtls1_2` for DTLS, empty
+/// for TLS); the PEM is written under `dir` on the way.
+pub fn served_cert_fingerprint(openssl: &Path, mode: &[&str], dir: &Path, port: u16) -> String {
+    let out = Command::new(openssl)
+        .arg("s_client")
+        .args(mode)
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (Some(begin), Some(end)) = (
+        text.find("-----BEGIN CERTIFICATE-----"),
+        text.find("-----END CERTIFICATE-----"),
+    ) else {
+        panic!("no certificate from s_client {mode:?}: {text}");
+    };
+    let pem = dir.join("served.pem");
+    std::fs::write(&pem, &text[begin..end + "-----END CERTIFICATE-----".len()]).unwrap();
+    let out = Command::new(openssl)
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("run openssl x509");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

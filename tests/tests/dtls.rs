@@ -72,32 +72,7 @@ fn stun_over_dtls12_with_openssl() {
 /// The SHA-256 fingerprint of the certificate a DTLS 1.2 handshake on `port` presents.
 fn dtls_fingerprint(dir: &std::path::Path, port: u16) -> String {
     let openssl = find_binary("openssl").expect("openssl");
-    let out = Command::new(&openssl)
-        .args([
-            "s_client",
-            "-dtls1_2",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .expect("run openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (Some(begin), Some(end)) = (
-        text.find("-----BEGIN CERTIFICATE-----"),
-        text.find("-----END CERTIFICATE-----"),
-    ) else {
-        panic!("no certificate in the DTLS handshake: {text}");
-    };
-    let pem = dir.join("served-dtls.pem");
-    std::fs::write(&pem, &text[begin..end + 25]).unwrap();
-    let out = Command::new(&openssl)
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(&pem)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    switchyard_tests::server::served_cert_fingerprint(&openssl, &["-dtls1_2"], dir, port)
 }
 
 /// SIGUSR2 (coturn's certificate signal) and SIGHUP give new DTLS handshakes the renewed

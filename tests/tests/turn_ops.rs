@@ -557,29 +557,7 @@ fn proc_user_drops_root_after_binding() {
 
 /// The certificate a TLS handshake with `port` presents, as a SHA-256 fingerprint line.
 fn served_fingerprint(openssl: &Path, dir: &Path, port: u16) -> String {
-    let pem = dir.join("served.pem");
-    let out = Command::new(openssl)
-        .args(["s_client", "-connect"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-servername", "localhost"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let begin = text
-        .find("-----BEGIN CERTIFICATE-----")
-        .expect("a certificate");
-    let end = text
-        .find("-----END CERTIFICATE-----")
-        .expect("a certificate")
-        + 25;
-    std::fs::write(&pem, &text[begin..end]).unwrap();
-    let out = Command::new(openssl)
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(&pem)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    switchyard_tests::server::served_cert_fingerprint(openssl, &[], dir, port)
 }
 
 /// Certificate renewal without a restart (coturn#725, #1446): SIGUSR2 and SIGHUP make new
