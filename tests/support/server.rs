@@ -161,8 +161,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Starts the server `SWITCHYARD_TEST_SERVER` names.
     pub fn start(options: ServerOptions) -> Need<Self> {
-        let kind = ServerKind::from_env()?;
+        Self::start_kind(ServerKind::from_env()?, options)
+    }
+
+    /// Starts `kind`, for tests that run the same thing against both servers.
+    pub fn start_kind(kind: ServerKind, options: ServerOptions) -> Need<Self> {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = TempDir::new(kind.name()).expect("create temp dir");
         let ports = ports::allocate();

@@ -33,14 +33,100 @@ impl Credentials {
     }
 }
 
-/// One client 5-tuple talking to the server.
-pub(crate) struct TurnClient {
-    pub(crate) socket: UdpSocket,
-    server: SocketAddr,
+/// What one 5-tuple has learned from the server's challenges: the long-term credential
+/// state (RFC 8489 §9.2) that signs its requests.
+pub(crate) struct Auth {
     creds: Credentials,
     realm: String,
     nonce: String,
     key: [u8; 16],
+}
+
+impl Auth {
+    pub(crate) fn new(creds: Credentials) -> Self {
+        Self {
+            creds,
+            realm: String::new(),
+            nonce: String::new(),
+            key: [0; 16],
+        }
+    }
+
+    /// Whether a challenge has been answered yet, so requests can carry credentials.
+    pub(crate) fn has_nonce(&self) -> bool {
+        !self.nonce.is_empty()
+    }
+
+    /// Starts over as a new 5-tuple would: the server has no nonce for it yet. The realm
+    /// and key stay, as a client that talked to this server before keeps them.
+    pub(crate) fn forget_nonce(&mut self) {
+        self.nonce.clear();
+    }
+
+    /// Writes a request into `out`, signed when `authed`; returns its length.
+    pub(crate) fn encode(
+        &self,
+        out: &mut [u8],
+        method: Method,
+        tid: TransactionId,
+        authed: bool,
+        fill: impl Fn(&mut MessageBuilder<'_>) -> Result<(), switchyard_stun::BuildError>,
+    ) -> anyhow::Result<usize> {
+        let typ = MessageType {
+            class: Class::Request,
+            method,
+        };
+        let mut b = MessageBuilder::new(out, typ, tid)?;
+        fill(&mut b)?;
+        if authed {
+            b.add(attr::USERNAME, self.creds.username.as_bytes())?;
+            b.add(attr::REALM, self.realm.as_bytes())?;
+            b.add(attr::NONCE, self.nonce.as_bytes())?;
+            b.add_message_integrity(&self.key)?;
+        }
+        Ok(b.finish())
+    }
+
+    /// Reads the answer to a request sent with `authed`, learning from a 401 or 438.
+    pub(crate) fn answer(&mut self, msg: &Message<'_>, method: Method, authed: bool) -> Reply {
+        if msg.class() == Class::Success {
+            return Reply::Success(msg.xor_relayed_address().ok().flatten());
+        }
+        let (code, reason) = msg.error_code().ok().flatten().unwrap_or((0, ""));
+        if std::env::var_os("LOADGEN_DEBUG").is_some() {
+            eprintln!(
+                "{method:?} authed={authed} -> {code} {reason} nonce={:?} realm={:?}",
+                msg.nonce(),
+                msg.realm()
+            );
+        }
+        if code == 401 || code == 438 {
+            let realm = msg.realm().ok().flatten().unwrap_or_default().to_owned();
+            let nonce = msg.nonce().ok().flatten().unwrap_or_default().to_owned();
+            let was_authed = authed && code == 401 && realm == self.realm;
+            if realm != self.realm {
+                self.key = switchyard_stun::long_term_key(
+                    &self.creds.username,
+                    &realm,
+                    &self.creds.password,
+                );
+                self.realm = realm;
+            }
+            self.nonce = nonce;
+            if was_authed {
+                return Reply::Error(401, "Unauthorized".into());
+            }
+            return Reply::Challenge;
+        }
+        Reply::Error(code, reason.to_owned())
+    }
+}
+
+/// One client 5-tuple talking to the server.
+pub(crate) struct TurnClient {
+    pub(crate) socket: UdpSocket,
+    server: SocketAddr,
+    auth: Auth,
     buf: Vec<u8>,
     timeout: Duration,
 }
@@ -56,10 +142,7 @@ impl TurnClient {
         Ok(Self {
             socket,
             server,
-            creds,
-            realm: String::new(),
-            nonce: String::new(),
-            key: [0; 16],
+            auth: Auth::new(creds),
             buf: vec![0; 2048],
             timeout: Duration::from_secs(2),
         })
@@ -75,7 +158,7 @@ impl TurnClient {
         let mut tries = 0;
         loop {
             tries += 1;
-            let authed = !self.nonce.is_empty();
+            let authed = self.auth.has_nonce();
             let reply = self.transact(Method::ALLOCATE, authed, |b| {
                 b.add_requested_transport(17)?;
                 if let Some(l) = lifetime {
@@ -129,21 +212,7 @@ impl TurnClient {
     ) -> anyhow::Result<Reply> {
         let tid = TransactionId(rand_tid());
         let mut out = [0u8; 1024];
-        let len = {
-            let typ = MessageType {
-                class: Class::Request,
-                method,
-            };
-            let mut b = MessageBuilder::new(&mut out, typ, tid)?;
-            fill(&mut b)?;
-            if authed {
-                b.add(attr::USERNAME, self.creds.username.as_bytes())?;
-                b.add(attr::REALM, self.realm.as_bytes())?;
-                b.add(attr::NONCE, self.nonce.as_bytes())?;
-                b.add_message_integrity(&self.key)?;
-            }
-            b.finish()
-        };
+        let len = self.auth.encode(&mut out, method, tid, authed, fill)?;
         let deadline = Instant::now() + self.timeout * 3;
         let mut next_send = Instant::now();
         loop {
@@ -181,45 +250,18 @@ impl TurnClient {
             if msg.transaction_id() != tid {
                 continue;
             }
-            if msg.class() == Class::Success {
-                return Ok(Reply::Success(msg.xor_relayed_address().ok().flatten()));
-            }
-            let (code, reason) = msg.error_code().ok().flatten().unwrap_or((0, ""));
-            if std::env::var_os("LOADGEN_DEBUG").is_some() {
-                eprintln!(
-                    "{method:?} authed={authed} -> {code} {reason} nonce={:?} realm={:?}",
-                    msg.nonce(),
-                    msg.realm()
-                );
-            }
-            if code == 401 || code == 438 {
-                let realm = msg.realm().ok().flatten().unwrap_or_default().to_owned();
-                let nonce = msg.nonce().ok().flatten().unwrap_or_default().to_owned();
-                let was_authed = authed && code == 401 && realm == self.realm;
-                self.key = switchyard_stun::long_term_key(
-                    &self.creds.username,
-                    &realm,
-                    &self.creds.password,
-                );
-                self.realm = realm;
-                self.nonce = nonce;
-                if was_authed {
-                    return Ok(Reply::Error(401, "Unauthorized".into()));
-                }
-                return Ok(Reply::Challenge);
-            }
-            return Ok(Reply::Error(code, reason.to_owned()));
+            return Ok(self.auth.answer(&msg, method, authed));
         }
     }
 }
 
-enum Reply {
+pub(crate) enum Reply {
     Success(Option<SocketAddr>),
     Challenge,
     Error(u16, String),
 }
 
-fn rand_tid() -> [u8; 12] {
+pub(crate) fn rand_tid() -> [u8; 12] {
     let mut t = [0u8; 12];
     getrandom::getrandom(&mut t).expect("OS randomness");
     t

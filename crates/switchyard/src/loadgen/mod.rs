@@ -1,5 +1,6 @@
 //! `switchyard loadgen`: the project's own load generators.
 
+mod alloc_rate;
 mod client;
 mod procstat;
 mod turn;

@@ -26,6 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use switchyard_netio::RecvBatch;
 use switchyard_stun::channel_data;
 
+use super::alloc_rate;
 use super::client::{Credentials, TurnClient};
 use super::procstat::ProcStat;
 
@@ -55,7 +56,7 @@ pub(crate) struct Args {
     /// does not cap the run.
     #[arg(long, default_value = "@loadgen:example.org")]
     user: String,
-    /// Allocations (relay, flood, idle) or concurrent workers (alloc-rate).
+    /// Allocations (relay, flood, idle) or clients in flight at once (alloc-rate).
     #[arg(long, short = 'n', default_value_t = 64)]
     allocations: usize,
     /// ChannelData payload bytes.
@@ -67,7 +68,7 @@ pub(crate) struct Args {
     /// Run time in seconds.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
-    /// Sender threads.
+    /// Sender threads (relay, flood) or driver threads (alloc-rate).
     #[arg(long, default_value_t = 1)]
     senders: usize,
     /// Packets sent back to back per allocation (one `sendmmsg`), as a video sender does
@@ -544,35 +545,28 @@ fn flood_loop(
 
 fn alloc_rate(args: &Args) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(args.duration);
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(alloc_rate::Tally::default());
     let bar = progress(args, "allocating");
     let cpu_before = args.server_pid.map(ProcStat::read).transpose()?;
     let start = Instant::now();
-    let workers = args.allocations.max(1);
+    let until = start + duration;
+    let threads = args.senders.clamp(1, args.allocations.max(1));
     let mut handles = Vec::new();
-    for w in 0..workers {
-        let done = done.clone();
-        let failed = failed.clone();
+    for t in 0..threads {
+        // Slot i runs on thread i % threads, each with its own user so quotas never bind.
+        let creds: Vec<_> = (t..args.allocations.max(1))
+            .step_by(threads)
+            .map(|i| creds(args, i))
+            .collect();
+        let tally = tally.clone();
         let server = args.server;
-        let bind = args.bind;
-        let creds = creds(args, w);
+        let sources = alloc_rate::Sources::new(args.bind, t);
         handles.push(std::thread::spawn(move || {
-            while start.elapsed() < duration {
-                // A fresh 5-tuple per allocation, like a new client: the full challenge,
-                // authenticated Allocate, then Refresh(0) to free it.
-                let Ok(mut c) = TurnClient::new(SocketAddr::new(bind, 0), server, creds.clone())
-                else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                match c.allocate(None).and_then(|_relayed| c.release()) {
-                    Ok(()) => done.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
+            alloc_rate::drive(server, sources, creds, until, tally)
         }));
     }
+    let done = &tally.done;
+    let failed = &tally.failed;
     while start.elapsed() < duration {
         std::thread::sleep(Duration::from_millis(200));
         bar.set_message(format!(
@@ -582,7 +576,8 @@ fn alloc_rate(args: &Args) -> anyhow::Result<()> {
         ));
     }
     for h in handles {
-        let _ = h.join();
+        h.join()
+            .map_err(|_| anyhow::anyhow!("alloc-rate thread panicked"))??;
     }
     let secs = start.elapsed().as_secs_f64();
     let cpu_after = args.server_pid.map(ProcStat::read).transpose()?;
@@ -600,7 +595,10 @@ fn alloc_rate(args: &Args) -> anyhow::Result<()> {
         println!("server cpu: {cpu:.2} s, {cpu_per:.1} µs per allocation");
     }
     if args.kv {
-        println!("kv mode=alloc-rate allocs={n} per_sec={rate:.0} cpu_us_per_alloc={cpu_per:.1}");
+        println!(
+            "kv mode=alloc-rate allocs={n} per_sec={rate:.0} failed={} cpu_us_per_alloc={cpu_per:.1}",
+            failed.load(Ordering::Relaxed)
+        );
     }
     if n == 0 {
         bail!("no allocation succeeded");
