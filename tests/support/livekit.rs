@@ -38,7 +38,10 @@ impl LivekitServer {
             .args(["--tcp-port", &p.tls.to_string()])
             .args(["--keys", &format!("{API_KEY}: {API_SECRET}")])
             .args(extra)
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("SWITCHYARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let log = dir.path().join("livekit.log");
         let child = ChildGuard::spawn("switchyard livekit", &mut cmd, &log)
             .map_err(|e| Skip::new(format!("spawn {}: {e}", bin.display())))?;

@@ -141,3 +141,25 @@ fn room_service_changes_reach_participants() {
         "{v}"
     );
 }
+
+/// `autoSubscribe: false`: a participant receives a track only once the server
+/// (UpdateSubscriptions through livekit-api) or the participant itself (`set_subscribed`)
+/// names it, and can drop it again; a default participant receives everything at once.
+#[test]
+fn manual_subscriptions_follow_the_server_and_the_client() {
+    let py = need!(livekit_python());
+    let server = need!(LivekitServer::start(&[]));
+    let v = run_script(
+        py,
+        &server,
+        "livekit_subscriptions.py",
+        &[
+            &server.ws_url(),
+            &server.http_url(),
+            API_KEY,
+            API_SECRET,
+            "subscriptions-room",
+        ],
+    );
+    assert!(v["checks"].as_object().is_some_and(|c| c.len() >= 8), "{v}");
+}

@@ -272,7 +272,14 @@ fn upgrade(
             (Some("1" | "true"), Some(sid)) if !sid.is_empty() => {
                 (Start::Resume { sid: sid.clone() }, SignalPath::V0)
             }
-            _ => (Start::Join, SignalPath::V0),
+            _ => {
+                // livekit-client sends `auto_subscribe=1` or `0`; the Go SDK `true`/`false`.
+                let auto_subscribe = !matches!(
+                    q.get("auto_subscribe").map(String::as_str),
+                    Some("0" | "false")
+                );
+                (Start::Join { auto_subscribe }, SignalPath::V0)
+            }
         },
     };
     tracing::info!(

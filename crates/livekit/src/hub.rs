@@ -19,8 +19,8 @@ use livekit_protocol as proto;
 use prost::Message;
 use proto::{DataPacket, ParticipantInfo, SignalResponse, TrackInfo, signal_response};
 use switchyard_sfu::{
-    Event, LayerChoice, ParticipantId, PcMode, Protocol, Router, TrackId, TrackKind, TrackLabel,
-    Transmit,
+    Event, LayerChoice, ParticipantId, PcMode, Protocol, Router, Subscribe, TrackId, TrackKind,
+    TrackLabel, Transmit,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -28,8 +28,10 @@ use crate::settings::Settings;
 
 mod admin;
 mod dynacast;
+mod subscriptions;
 use crate::token::Claims;
 use crate::webhook::Webhooks;
+pub(crate) use subscriptions::SubscriptionError;
 
 /// What a session task is told to do.
 #[derive(Debug)]
@@ -245,6 +247,7 @@ impl Hub {
         claims: Claims,
         tx: Tx,
         path: SignalPath,
+        auto_subscribe: bool,
     ) -> Result<(String, u64), JoinError> {
         self.validate_join(&claims)?;
         let room_name = claims.video.room.clone();
@@ -267,9 +270,14 @@ impl Hub {
             SignalPath::V0 => PcMode::Dual,
             SignalPath::V1 => PcMode::Single,
         };
-        let router_id =
-            self.router
-                .add_participant(&room_name, mode, claims.video.can_subscribe(), now);
+        let subscribe = match (claims.video.can_subscribe(), auto_subscribe) {
+            (false, _) => Subscribe::Never,
+            (true, true) => Subscribe::Auto,
+            (true, false) => Subscribe::Manual,
+        };
+        let router_id = self
+            .router
+            .add_participant(&room_name, mode, subscribe, now);
         let (secs, ms) = unix_now();
         let g = &claims.video;
         let info = ParticipantInfo {
@@ -590,6 +598,7 @@ impl Hub {
                 let Some((room, identity)) = self.by_router.get(&participant).cloned() else {
                     return;
                 };
+                tracing::debug!(room, identity, audio, video, "asking for a new offer");
                 if let Some(tx) = self
                     .participant(&room, &identity)
                     .and_then(|p| p.tx.as_ref())

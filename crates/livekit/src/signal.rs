@@ -24,7 +24,10 @@ pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the session starts.
 pub(crate) enum Start {
-    Join,
+    /// `/rtc`: `auto_subscribe` is the query parameter (absent: true).
+    Join {
+        auto_subscribe: bool,
+    },
     /// `/rtc/v1`: join with the client's first offer (and tracks) inline.
     JoinV1(Box<proto::JoinRequest>),
     Resume {
@@ -133,15 +136,23 @@ pub(crate) async fn run(
     let joined = {
         let mut h = hub.lock().expect("hub lock");
         match start {
-            Start::Join => h.join(claims.clone(), tx, path).map(|(_, s)| s),
+            Start::Join { auto_subscribe } => h
+                .join(claims.clone(), tx, path, auto_subscribe)
+                .map(|(_, s)| s),
             Start::JoinV1(req) if req.reconnect && !req.participant_sid.is_empty() => {
                 let r = h.resume(&claims, &req.participant_sid, tx);
                 first = Some(req);
                 r
             }
             Start::JoinV1(req) => {
+                // Without connection settings a v1 client gets livekit-server's default.
+                let auto_subscribe = req
+                    .connection_settings
+                    .as_ref()
+                    .is_none_or(|c| c.auto_subscribe);
                 first = Some(req);
-                h.join(claims.clone(), tx, path).map(|(_, s)| s)
+                h.join(claims.clone(), tx, path, auto_subscribe)
+                    .map(|(_, s)| s)
             }
             Start::Resume { sid } => h.resume(&claims, &sid, tx),
         }
@@ -372,6 +383,17 @@ async fn handle(
                 h.flush();
                 None
             }
+            M::Subscription(u) => {
+                // The session is gone only if the participant is; nothing to answer then.
+                let _ = h.update_subscription(
+                    room,
+                    identity,
+                    &u.track_sids,
+                    &u.participant_tracks,
+                    u.subscribe,
+                );
+                None
+            }
             M::Leave(_) => {
                 h.remove_participant(room, identity, None);
                 return Flow::Leave;
@@ -399,7 +421,7 @@ async fn handle(
                 }
                 None
             }
-            // Subscriptions are automatic; the rest is accepted and ignored.
+            // The rest is accepted and ignored.
             _ => None,
         }
     };

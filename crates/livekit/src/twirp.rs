@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::http::App;
+use crate::hub::SubscriptionError;
 use crate::token::{self, Claims};
 
 /// Largest request body decoded.
@@ -272,6 +273,22 @@ fn dispatch(
                 .mute_published_track(&req)
                 .ok_or_else(|| TwirpError::not_found("participant or track not found"))?;
             Ok(call.encode(&proto::MuteRoomTrackResponse { track: Some(track) }))
+        }
+        "UpdateSubscriptions" => {
+            let req: proto::UpdateSubscriptionsRequest = call.decode()?;
+            admin_of(&claims, &req.room)?;
+            hub.update_subscription(
+                &req.room,
+                &req.identity,
+                &req.track_sids,
+                &req.participant_tracks,
+                req.subscribe,
+            )
+            .map_err(|e| match e {
+                SubscriptionError::NoRoom => TwirpError::not_found("room not found"),
+                SubscriptionError::NoParticipant => TwirpError::not_found("participant not found"),
+            })?;
+            Ok(call.encode(&proto::UpdateSubscriptionsResponse {}))
         }
         _ => Err(TwirpError::new(
             "bad_route",

@@ -20,6 +20,6 @@ mod router;
 
 pub use ids::{ParticipantId, PcRole, TrackId};
 pub use router::{
-    Event, LayerChoice, PcMode, Router, RouterConfig, SfuError, TrackKind, TrackLabel,
+    Event, LayerChoice, PcMode, Router, RouterConfig, SfuError, Subscribe, TrackKind, TrackLabel,
 };
 pub use str0m::net::{Protocol, Transmit};

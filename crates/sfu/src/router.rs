@@ -38,6 +38,8 @@ pub enum SfuError {
     Sdp(String),
     #[error("bad ICE candidate: {0}")]
     Candidate(String),
+    #[error("not allowed to subscribe")]
+    NotAllowed,
     #[error("answer without an outstanding offer")]
     NoPendingOffer,
     #[error("webrtc: {0}")]
@@ -114,6 +116,18 @@ pub enum Event {
         participant: ParticipantId,
         role: PcRole,
     },
+}
+
+/// Which published tracks a participant receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribe {
+    /// Nothing, ever (a token without `canSubscribe`).
+    Never,
+    /// Every track published in its room, as soon as it is published.
+    Auto,
+    /// Only the tracks named with [`Router::subscribe`] (a client connecting with
+    /// `autoSubscribe: false`, or a server-side `UpdateSubscriptions`).
+    Manual,
 }
 
 /// How a participant's media is carried.
@@ -211,7 +225,7 @@ impl OutTrack {
 struct Participant {
     room: String,
     mode: PcMode,
-    subscribe: bool,
+    subscribe: Subscribe,
     publisher: Option<Pc>,
     /// Only in [`PcMode::Dual`].
     subscriber: Option<Pc>,
@@ -219,6 +233,10 @@ struct Participant {
     slots: Vec<(Mid, TrackKind)>,
     /// Single mode: a NeedOffer is out and no offer came back yet.
     offer_requested: bool,
+    /// Single mode: m-lines whose track was stopped and that no answer has shown as
+    /// `inactive` yet. They are not reused until one has: the client only sees a track
+    /// again (a new `ontrack`) if its m-line went inactive in between.
+    retired: Vec<Mid>,
     pending: Option<SdpPendingOffer>,
     out: Vec<OutTrack>,
     /// Set when the subscriber connection still needs its first offer sent.
@@ -297,12 +315,12 @@ impl Router {
     /// Adds a participant to `room` and prepares its subscriber connection (with the
     /// `_reliable`/`_lossy` data channels and every track already published in the room).
     /// Its first offer comes out as [`Event::SubscriberOffer`].
-    /// Without `subscribe` (a token without canSubscribe) nothing is ever forwarded to it.
+    /// What it receives is up to `subscribe`.
     pub fn add_participant(
         &mut self,
         room: &str,
         mode: PcMode,
-        subscribe: bool,
+        subscribe: Subscribe,
         now: Instant,
     ) -> ParticipantId {
         self.now = now;
@@ -314,7 +332,7 @@ impl Router {
         let out = self
             .tracks
             .iter()
-            .filter(|_| subscribe)
+            .filter(|_| subscribe == Subscribe::Auto)
             .filter(|(_, t)| {
                 t.label.is_some()
                     && self
@@ -338,6 +356,7 @@ impl Router {
                 subscriber: sub,
                 slots: Vec::new(),
                 offer_requested: false,
+                retired: Vec::new(),
                 pending: None,
                 out,
                 needs_offer: true,
@@ -428,6 +447,14 @@ impl Router {
         {
             self.assign_slots(id, false);
             sdp = self.rewrite_single_answer(id, &sdp);
+            // This answer shows the retired m-lines inactive: they are free again, and
+            // tracks that waited for one get it in the next round.
+            if let Some(p) = self.participants.get_mut(&id)
+                && !p.retired.is_empty()
+            {
+                p.retired.clear();
+                self.assign_slots(id, true);
+            }
         }
         Ok(sdp)
     }
@@ -501,7 +528,7 @@ impl Router {
         let subs: Vec<ParticipantId> = self
             .participants
             .iter()
-            .filter(|(id, p)| **id != owner && p.room == room && p.subscribe)
+            .filter(|(id, p)| **id != owner && p.room == room && p.subscribe == Subscribe::Auto)
             .map(|(id, _)| *id)
             .collect();
         for s in subs {
@@ -515,6 +542,91 @@ impl Router {
             self.negotiate(s);
         }
         Ok(())
+    }
+
+    /// Starts forwarding a published track to `subscriber` (a new m-line on its next
+    /// negotiation). Subscribing twice is a no-op; a participant whose token forbids
+    /// subscribing gets [`SfuError::NotAllowed`].
+    pub fn subscribe(&mut self, subscriber: ParticipantId, track: TrackId) -> Result<(), SfuError> {
+        let t = self.tracks.get(&track).ok_or(SfuError::NoTrack)?;
+        let p = self
+            .participants
+            .get(&subscriber)
+            .ok_or(SfuError::NoParticipant)?;
+        let same_room = self
+            .participants
+            .get(&t.owner)
+            .is_some_and(|o| o.room == p.room);
+        if t.label.is_none() || t.owner == subscriber || !same_room {
+            return Err(SfuError::NoTrack);
+        }
+        if p.subscribe == Subscribe::Never {
+            return Err(SfuError::NotAllowed);
+        }
+        let target = default_target(t);
+        let p = self
+            .participants
+            .get_mut(&subscriber)
+            .expect("looked up above");
+        let live = p
+            .out
+            .iter_mut()
+            .find(|o| o.track == track && !matches!(o.state, OutState::NegotiatingStop(_)));
+        match live {
+            // Still being stopped: keep the m-line after all.
+            Some(o) if matches!(o.state, OutState::ToStop(_)) => {
+                if let OutState::ToStop(m) = o.state {
+                    o.state = OutState::Open(m);
+                }
+            }
+            Some(_) => return Ok(()),
+            None => p.out.push(OutTrack {
+                track,
+                state: OutState::ToOpen,
+                fwd: Forwarder::new(target),
+            }),
+        }
+        self.negotiate(subscriber);
+        Ok(())
+    }
+
+    /// Stops forwarding a track to `subscriber`; its m-line is renegotiated away.
+    /// Unsubscribing from a track it does not receive is a no-op.
+    pub fn unsubscribe(
+        &mut self,
+        subscriber: ParticipantId,
+        track: TrackId,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(&subscriber)
+            .ok_or(SfuError::NoParticipant)?;
+        let mut changed = false;
+        p.out
+            .retain(|o| !(o.track == track && o.state == OutState::ToOpen));
+        for o in p.out.iter_mut().filter(|o| o.track == track) {
+            if let OutState::Open(m) | OutState::Negotiating(m) = o.state {
+                o.state = OutState::ToStop(m);
+                changed = true;
+            }
+        }
+        if changed {
+            self.negotiate(subscriber);
+        }
+        Ok(())
+    }
+
+    /// Whether `subscriber` receives (or is about to receive) `track`.
+    pub fn is_subscribed(&self, subscriber: ParticipantId, track: TrackId) -> bool {
+        self.participants.get(&subscriber).is_some_and(|p| {
+            p.out.iter().any(|o| {
+                o.track == track
+                    && matches!(
+                        o.state,
+                        OutState::ToOpen | OutState::Negotiating(_) | OutState::Open(_)
+                    )
+            })
+        })
     }
 
     /// Chooses what `subscriber` receives of `track`.
@@ -941,6 +1053,11 @@ impl Router {
         };
         let mut changed = false;
         let before = p.out.len();
+        let stopped = p.out.iter().filter_map(|o| match o.state {
+            OutState::ToStop(m) | OutState::NegotiatingStop(m) => Some(m),
+            _ => None,
+        });
+        p.retired.extend(stopped);
         p.out
             .retain(|o| !matches!(o.state, OutState::ToStop(_) | OutState::NegotiatingStop(_)));
         changed |= p.out.len() != before;
@@ -953,7 +1070,12 @@ impl Router {
                 continue;
             };
             let kind = t.kind;
-            let used: Vec<Mid> = p.out.iter().filter_map(|o| o.mid()).collect();
+            let used: Vec<Mid> = p
+                .out
+                .iter()
+                .filter_map(|o| o.mid())
+                .chain(p.retired.iter().copied())
+                .collect();
             match p
                 .slots
                 .iter()

@@ -12,7 +12,8 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
 use switchyard_sfu::{
-    Event, ParticipantId, PcMode, PcRole, Router, RouterConfig, TrackKind, TrackLabel,
+    Event, ParticipantId, PcMode, PcRole, Router, RouterConfig, SfuError, Subscribe, TrackKind,
+    TrackLabel,
 };
 
 const SFU: &str = "10.0.0.1:7882";
@@ -187,7 +188,9 @@ fn call() -> Call {
     let mut w = World::new();
 
     // Publisher: participant A, whose publisher connection is a client-side offer.
-    let a = w.router.add_participant("room", PcMode::Dual, true, w.now);
+    let a = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
     w.clients.push(Client::new("10.0.0.2:5000", w.now));
     let (offer, pending, audio_mid, video_mid) = {
         let rtc = &mut w.clients[0].rtc;
@@ -254,7 +257,9 @@ fn call() -> Call {
     assert!(opened.iter().any(|(_, k)| *k == TrackKind::Video));
 
     // Subscriber B joins: the router offers it both tracks plus the data channels.
-    let b = w.router.add_participant("room", PcMode::Dual, true, w.now);
+    let b = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
     w.clients.push(Client::new("10.0.0.3:5000", w.now));
     w.run(1, Duration::from_millis(1));
     let mut offers: Vec<String> = w
@@ -268,7 +273,9 @@ fn call() -> Call {
     let sdp = offers.pop().expect("subscriber offer for B");
 
     // C may not subscribe (no canSubscribe grant): its offer carries the data channels only.
-    let c = w.router.add_participant("room", PcMode::Dual, false, w.now);
+    let c = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Never, w.now);
     w.run(1, Duration::from_millis(1));
     let c_offer = w
         .take_router_events()
@@ -474,4 +481,85 @@ fn losses_to_a_subscriber_are_repaired() {
         frames.iter().all(|f| f.data.len() == 3210),
         "a frame arrived damaged"
     );
+}
+
+impl World {
+    /// The participant's latest subscriber offer since the last call, answered by client
+    /// `client`; returns the offer's SDP.
+    fn answer_offer(&mut self, who: ParticipantId, client: usize) -> String {
+        self.run(1, Duration::from_millis(1));
+        let sdp = self
+            .take_router_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::SubscriberOffer { participant, sdp } if participant == who => Some(sdp),
+                _ => None,
+            })
+            .next_back()
+            .expect("a subscriber offer");
+        let answer = self.clients[client]
+            .rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
+            .unwrap();
+        self.router
+            .handle_subscriber_answer(who, &answer.to_sdp_string(), self.now)
+            .unwrap();
+        self.run(20, Duration::from_millis(10));
+        sdp
+    }
+}
+
+/// A participant that joined with `autoSubscribe: false` receives nothing until it names a
+/// track, then exactly that track; unsubscribing renegotiates the m-line away.
+#[test]
+fn manual_subscriptions_add_and_remove_single_tracks() {
+    let Call { mut w, a, b, .. } = call();
+    // B (auto) receives both of A's tracks: that is where their router ids come from.
+    let tracks: Vec<_> = w.router.outgoing(b).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(tracks.len(), 2, "{tracks:?}");
+
+    let d = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Manual, w.now);
+    w.clients.push(Client::new("10.0.0.4:5000", w.now));
+    let first = w.answer_offer(d, 2);
+    assert!(
+        !first.contains("m=audio") && !first.contains("m=video"),
+        "{first}"
+    );
+    assert!(!w.router.is_subscribed(d, tracks[0]));
+
+    w.router.subscribe(d, tracks[0]).unwrap();
+    // Twice is fine and adds nothing.
+    w.router.subscribe(d, tracks[0]).unwrap();
+    assert!(w.router.is_subscribed(d, tracks[0]));
+    assert!(!w.router.is_subscribed(d, tracks[1]));
+    let second = w.answer_offer(d, 2);
+    let media = second.matches("\nm=audio").count() + second.matches("\nm=video").count();
+    assert_eq!(media, 1, "{second}");
+    assert_eq!(w.router.outgoing(d).len(), 1);
+
+    w.router.unsubscribe(d, tracks[0]).unwrap();
+    assert!(!w.router.is_subscribed(d, tracks[0]));
+    let third = w.answer_offer(d, 2);
+    assert!(
+        third.contains("a=inactive") || third.contains(" 0 UDP"),
+        "{third}"
+    );
+    assert!(w.router.outgoing(d).is_empty());
+
+    // A participant without the grant cannot be subscribed, even by the server.
+    let e = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Never, w.now);
+    assert!(matches!(
+        w.router.subscribe(e, tracks[0]),
+        Err(SfuError::NotAllowed)
+    ));
+    // Nor can a publisher subscribe to its own track.
+    assert!(matches!(
+        w.router.subscribe(a, tracks[0]),
+        Err(SfuError::NoTrack)
+    ));
 }

@@ -26,6 +26,12 @@ impl Hub {
                     .participants
                     .iter()
                     .filter(|(sub, s)| *sub != publisher && s.claims.video.can_subscribe())
+                    // Once the track is open, only those who receive it (manual
+                    // subscriptions leave some out).
+                    .filter(|(_, s)| {
+                        t.router
+                            .is_none_or(|track| self.router.is_subscribed(s.router, track))
+                    })
                     .filter_map(|(sub, _)| {
                         r.choices
                             .get(&(sub.clone(), t.info.sid.clone()))
