@@ -21,6 +21,8 @@ pub mod ports;
 pub mod process;
 #[path = "support/server.rs"]
 pub mod server;
+#[path = "support/signal.rs"]
+pub mod signal;
 #[path = "support/skip.rs"]
 pub mod skip;
 #[path = "support/stun.rs"]

@@ -25,9 +25,16 @@ pub struct LivekitServer {
 impl LivekitServer {
     /// Starts the server with the test key pair plus `extra` flags and waits for `GET /`.
     pub fn start(extra: &[&str]) -> Need<Self> {
+        Self::start_with(&|_| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Like [`start`](Self::start), with flags that may use the test's port block (the
+    /// embedded TURN's ports: `peer + 1` and the relay range are free for it).
+    pub fn start_with(extra: &dyn Fn(&ports::PortBlock) -> Vec<String>) -> Need<Self> {
         let bin = locate_switchyard()?;
         let dir = TempDir::new("livekit").map_err(|e| Skip::new(format!("tempdir: {e}")))?;
         let p = ports::allocate();
+        let extra = extra(&p);
         let http = SocketAddr::from(([127, 0, 0, 1], p.listen));
         let udp_port = p.peer;
         let mut cmd = Command::new(&bin);
@@ -37,7 +44,7 @@ impl LivekitServer {
             .args(["--udp-port", &udp_port.to_string()])
             .args(["--tcp-port", &p.tls.to_string()])
             .args(["--keys", &format!("{API_KEY}: {API_SECRET}")])
-            .args(extra)
+            .args(&extra)
             .env(
                 "RUST_LOG",
                 std::env::var("SWITCHYARD_TEST_LOG").unwrap_or_else(|_| "info".into()),

@@ -6,7 +6,9 @@ use std::ffi::OsString;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use switchyard_config::livekit::{LiveKitConfig, UdpPort, load, parse_livekit_yaml};
+use switchyard_config::livekit::{
+    LiveKitConfig, TurnAuth, TurnProtocol, UdpPort, load, parse_livekit_yaml,
+};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -79,13 +81,13 @@ fn element_call_dev_stack() {
     assert_eq!(w.api_key, "devkey");
     assert_eq!(w.urls.len(), 1);
     assert_eq!(c.log_level, "debug");
-    let p = path.display();
+    // The turn block is read (and off): nothing to warn about.
+    assert!(!c.turn.enabled);
     assert_eq!(
-        warnings(&c),
-        [format!(
-            "{p}:9: turn: embedded TURN is not implemented in LiveKit mode yet; run `switchyard turn` and list it under rtc.turn_servers, ignored"
-        )]
+        (c.turn.domain.as_str(), c.turn.udp_port, c.turn.external_tls),
+        ("localhost", 443, true)
     );
+    assert_eq!(warnings(&c), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -125,12 +127,21 @@ fn matrix_docker_ansible_deploy_template() {
     assert_eq!(c.rtc.udp_port, Some(UdpPort::Single(7882)));
     assert_eq!(c.rtc.node_ip, [ip("203.0.113.7")]);
     assert_eq!(c.media_udp_port(), 7882);
+    let t = &c.turn;
+    assert!(t.enabled && t.external_tls);
+    assert_eq!(
+        (t.domain.as_str(), t.tls_port, t.udp_port),
+        ("turn.example.org", 5350, 3479)
+    );
+    assert_eq!(
+        t.cert_file.as_deref(),
+        Some(std::path::Path::new("/cert.pem"))
+    );
     let w = warnings(&c);
     let lines: Vec<&str> = w.iter().map(|w| &w[..w.find(": ").unwrap()]).collect();
     assert_eq!(
         lines,
         [
-            "config.yaml:8",
             "config.yaml:17",
             "config.yaml:18",
             "config.yaml:19",
@@ -141,14 +152,14 @@ fn matrix_docker_ansible_deploy_template() {
         "{w:#?}"
     );
     assert!(
-        w[1].starts_with("config.yaml:17: prometheus.port: "),
+        w[0].starts_with("config.yaml:17: prometheus.port: "),
         "{}",
-        w[1]
+        w[0]
     );
     assert!(
-        w[4].starts_with("config.yaml:24: logging.pion_level: "),
+        w[3].starts_with("config.yaml:24: logging.pion_level: "),
         "{}",
-        w[4]
+        w[3]
     );
 }
 
@@ -174,7 +185,7 @@ fn ess_helm_with_key_file() {
         w[1].starts_with("sfu.yaml:8: rtc.use_external_ip: STUN discovery"),
         "{w:#?}"
     );
-    assert!(w[2].starts_with("sfu.yaml:10: turn: "), "{w:#?}");
+    assert_eq!(w.len(), 2, "{w:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -372,4 +383,81 @@ fn dev_mode_and_weak_secrets() {
         "{shown}"
     );
     assert!(!format!("{c:?}").contains("tiny-s3cret"));
+}
+
+/// `turn:` and `rtc.turn_servers` / `rtc.stun_servers`: what they set, and the checks
+/// livekit-server makes before it starts the embedded relay.
+#[test]
+fn turn_blocks_are_read_and_checked() {
+    let c = run(
+        &[
+            "--dev",
+            "--config-body",
+            "rtc:\n  stun_servers: [\"stun.example.org:3478\"]\n  turn_servers:\n    - host: turn.example.org\n      port: 5349\n      protocol: tls\n      secret: s3cret\n    - host: 203.0.113.9\n      port: 3478\n      username: u\n      credential: c\n",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.rtc.stun_servers, ["stun.example.org:3478"]);
+    assert_eq!(c.rtc.turn_servers.len(), 2);
+    assert_eq!(c.rtc.turn_servers[0].protocol, TurnProtocol::Tls);
+    assert!(matches!(
+        &c.rtc.turn_servers[0].auth,
+        TurnAuth::Secret { secret, ttl } if secret == "s3cret" && ttl.as_secs() == 14_400
+    ));
+    assert_eq!(c.rtc.turn_servers[1].protocol, TurnProtocol::Udp);
+    // Secrets never reach --check-config output.
+    assert!(!c.redacted().contains("s3cret"), "{}", c.redacted());
+
+    assert_eq!(
+        err(
+            "rtc:\n  turn_servers:\n    - host: t\n      port: 3478\n      protocol: sctp\n      secret: s\n"
+        ),
+        "lk.yaml:3: rtc.turn_servers.protocol: `sctp` is not one of udp, tcp, tls"
+    );
+    assert_eq!(
+        err("rtc:\n  turn_servers:\n    - host: t\n      port: 3478\n"),
+        "lk.yaml:3: rtc.turn_servers: t: needs `secret` (or `secret_file`), or `username` and `credential`"
+    );
+    let tls_without_cert = run(
+        &[
+            "--dev",
+            "--config-body",
+            "turn:\n  enabled: true\n  domain: t.example.org\n",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        tls_without_cert.contains("turn.cert_file: TURN over TLS needs cert_file and key_file"),
+        "{tls_without_cert}"
+    );
+    // --turn-cert / --turn-key complete it; a clash with the media port does not pass.
+    let ok = run(
+        &[
+            "--dev",
+            "--turn-cert",
+            "/c.pem",
+            "--turn-key",
+            "/k.pem",
+            "--config-body",
+            "turn:\n  enabled: true\n  domain: t.example.org\n",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(ok.turn.enabled && ok.turn.tls_port == 5349 && ok.turn.udp_port == 3478);
+    let clash = run(
+        &[
+            "--dev",
+            "--config-body",
+            "turn:\n  enabled: true\n  tls_port: 0\n  udp_port: 7882\n",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        clash.contains("the media port 7882 cannot also serve TURN"),
+        "{clash}"
+    );
 }

@@ -326,6 +326,12 @@ impl Hub {
             ping_timeout: crate::signal::PING_TIMEOUT.as_secs() as i32,
             ping_interval: 5,
             server_info: Some(server_info()),
+            ice_servers: self
+                .settings
+                .ice_servers
+                .iter()
+                .map(|s| s.for_participant(&sid, SystemTime::now()))
+                .collect(),
             client_configuration: Some(proto::ClientConfiguration {
                 resume_connection: proto::ClientConfigSetting::Enabled as i32,
                 ..Default::default()
@@ -374,6 +380,12 @@ impl Hub {
         let _ = tx.send(signal(signal_response::Message::Reconnect(
             proto::ReconnectResponse {
                 server_info: Some(server_info()),
+                ice_servers: self
+                    .settings
+                    .ice_servers
+                    .iter()
+                    .map(|s| s.for_participant(sid, SystemTime::now()))
+                    .collect(),
                 client_configuration: Some(proto::ClientConfiguration {
                     resume_connection: proto::ClientConfigSetting::Enabled as i32,
                     ..Default::default()

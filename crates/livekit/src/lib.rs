@@ -9,6 +9,7 @@
 
 mod http;
 mod hub;
+pub mod ice_servers;
 mod media;
 pub mod settings;
 pub mod signal;
@@ -17,6 +18,7 @@ mod twirp;
 pub mod webhook;
 
 pub use http::{Server, serve};
+pub use ice_servers::{IceCredential, IceServer};
 pub use settings::Settings;
 pub use webhook::WebhookConfig;
 

@@ -34,6 +34,8 @@ pub struct Settings {
     /// `webhook:`: where room and participant events are POSTed, signed as LiveKit signs
     /// them.
     pub webhook: Option<crate::WebhookConfig>,
+    /// STUN/TURN servers for `JoinResponse.ice_servers` (embedded TURN first).
+    pub ice_servers: Vec<crate::IceServer>,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             empty_timeout: Duration::from_secs(300),
             departure_timeout: Duration::from_secs(20),
             webhook: None,
+            ice_servers: Vec::new(),
         }
     }
 }

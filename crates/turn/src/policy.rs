@@ -67,6 +67,8 @@ pub enum DenyClass {
     OwnAddress,
     /// A `denied-peer-ip` range.
     Configured,
+    /// A port outside `allowed-peer-port`.
+    Port,
     /// IPv4-mapped peer on an IPv6 relay: the real destination family is IPv4 (the server
     /// reports this as 443, RFC 6156 §6).
     MappedOnIpv6Relay,
@@ -92,6 +94,7 @@ impl DenyClass {
             DenyClass::DiscardOnly => "discard_only",
             DenyClass::OwnAddress => "own_address",
             DenyClass::Configured => "configured",
+            DenyClass::Port => "port",
             DenyClass::MappedOnIpv6Relay => "mapped_on_ipv6_relay",
         }
     }
@@ -116,6 +119,9 @@ pub struct PolicyConfig {
     pub no_multicast: bool,
     /// The server's own listening and relay addresses.
     pub own_addrs: Vec<IpAddr>,
+    /// `allowed-peer-port`: when not empty, peers on other ports are refused whatever
+    /// their address (an embedded relay that exists only to reach its SFU's media port).
+    pub peer_ports: Vec<u16>,
 }
 
 /// The compiled policy. Checks are linear over the configured ranges; they run on
@@ -126,6 +132,7 @@ pub struct PeerPolicy {
     denied: Vec<(IpAddr, IpAddr)>,
     allow_loopback: bool,
     own_addrs: Vec<IpAddr>,
+    peer_ports: Vec<u16>,
     relay_ports: Option<RangeInclusive<u16>>,
 }
 
@@ -277,6 +284,7 @@ impl PeerPolicy {
             denied: config.denied,
             allow_loopback: config.allow_loopback,
             own_addrs: config.own_addrs,
+            peer_ports: config.peer_ports,
             relay_ports: None,
         }
     }
@@ -316,6 +324,10 @@ impl PeerPolicy {
     }
 
     fn check_inner(&self, peer: IpAddr, port: Option<u16>) -> Result<(), DenyClass> {
+        // Step 1: a port allow list, when there is one, comes before any address rule.
+        if !self.peer_ports.is_empty() && port.is_none_or(|p| !self.peer_ports.contains(&p)) {
+            return Err(DenyClass::Port);
+        }
         let v4 = canonical_v4(peer);
         // Step 2: hard deny.
         if peer.is_unspecified() || v4.is_some_and(|v4| v4.octets()[0] == 0) {
@@ -534,5 +546,28 @@ mod tests {
             ..PolicyConfig::default()
         });
         assert_eq!(deny(&opened, "8.8.4.4"), None);
+    }
+
+    /// An embedded relay that may only reach its SFU's media port: the port list comes
+    /// before every address rule, even an explicitly allowed address.
+    #[test]
+    fn peer_port_allow_list() {
+        let p = PeerPolicy::new(PolicyConfig {
+            allowed: vec![(ip("203.0.113.7"), ip("203.0.113.7"))],
+            peer_ports: vec![7882],
+            ..PolicyConfig::default()
+        });
+        assert_eq!(p.check_socket("203.0.113.7:7882".parse().unwrap()), Ok(()));
+        assert_eq!(
+            p.check_socket("203.0.113.7:6379".parse().unwrap()),
+            Err(DenyClass::Port)
+        );
+        // Without a port there is nothing to check it against: refused.
+        assert_eq!(p.check(ip("203.0.113.7")), Err(DenyClass::Port));
+        // The address rules still apply on the allowed port.
+        assert_eq!(
+            p.check_socket("10.0.0.1:7882".parse().unwrap()),
+            Err(DenyClass::Private)
+        );
     }
 }

@@ -25,6 +25,8 @@ struct Flags {
     port: Option<String>,
     tcp_port: Option<String>,
     ice_tcp_only: bool,
+    turn_cert: Option<String>,
+    turn_key: Option<String>,
     ignored: Vec<(String, &'static str)>,
 }
 
@@ -74,13 +76,8 @@ pub fn load(
                     "distributed mode is not implemented, ignored",
                 ));
             }
-            "--turn-cert" | "--turn-key" => {
-                value()?;
-                f.ignored.push((
-                    flag.to_owned(),
-                    "embedded TURN is not implemented in LiveKit mode, ignored",
-                ));
-            }
+            "--turn-cert" => f.turn_cert = Some(value()?),
+            "--turn-key" => f.turn_key = Some(value()?),
             other => {
                 return Err(ConfigError::invalid(&cli, other, "unknown option"));
             }
@@ -204,6 +201,13 @@ pub fn load(
             ),
         );
     }
+    if let Some(v) = &f.turn_cert {
+        c.turn.cert_file = Some(PathBuf::from(v));
+    }
+    if let Some(v) = &f.turn_key {
+        c.turn.key_file = Some(PathBuf::from(v));
+    }
+    check_turn(&c, &config_location(&f))?;
     if let Some(w) = &c.webhook {
         if w.api_key.is_empty() || !c.keys.iter().any(|k| k.key == w.api_key) {
             return Err(ConfigError::invalid(
@@ -223,6 +227,64 @@ pub fn load(
         }
     }
     Ok(c)
+}
+
+/// The embedded TURN's settings, checked as livekit-server checks them before it starts.
+fn check_turn(c: &LiveKitConfig, at: &Location) -> Result<(), ConfigError> {
+    let t = &c.turn;
+    if !t.enabled {
+        return Ok(());
+    }
+    if t.udp_port == 0 && t.tls_port == 0 {
+        return Err(ConfigError::invalid(
+            at,
+            "turn",
+            "enabled with neither udp_port nor tls_port",
+        ));
+    }
+    if t.tls_port > 0 && !t.external_tls && (t.cert_file.is_none() || t.key_file.is_none()) {
+        return Err(ConfigError::invalid(
+            at,
+            "turn.cert_file",
+            "TURN over TLS needs cert_file and key_file (or --turn-cert/--turn-key), or external_tls: true when a load balancer terminates TLS",
+        ));
+    }
+    if t.tls_port > 0 && t.domain.is_empty() {
+        return Err(ConfigError::invalid(
+            at,
+            "turn.domain",
+            "is required for TURN over TLS: it is the name in the turns: URL",
+        ));
+    }
+    if t.relay_range_start > t.relay_range_end {
+        return Err(ConfigError::invalid(
+            at,
+            "turn.relay_range_start",
+            format!(
+                "range {}-{} ends before it starts",
+                t.relay_range_start, t.relay_range_end
+            ),
+        ));
+    }
+    let media = c.media_udp_port();
+    if t.udp_port == media || (media >= t.relay_range_start && media <= t.relay_range_end) {
+        return Err(ConfigError::invalid(
+            at,
+            "turn.udp_port",
+            format!("the media port {media} cannot also serve TURN"),
+        ));
+    }
+    if t.tls_port > 0 && (t.tls_port == c.port || t.tls_port == c.rtc.tcp_port) {
+        return Err(ConfigError::invalid(
+            at,
+            "turn.tls_port",
+            format!(
+                "port {} is already used by signalling or ICE/TCP",
+                t.tls_port
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Where the file's settings came from, for whole-config messages.

@@ -20,7 +20,6 @@ pub(crate) enum Support {
 const SINGLE_NODE: &str =
     "switchyard runs rooms on one node; distributed mode (Redis) is not implemented, ignored";
 const NI: &str = "not implemented by switchyard, ignored";
-const TURN: &str = "embedded TURN is not implemented in LiveKit mode yet; run `switchyard turn` and list it under rtc.turn_servers, ignored";
 const MUX: &str = "switchyard muxes every peer connection on one UDP port, ignored";
 
 /// Dotted key → support. Sections list their children; a key under a `Data` section is data.
@@ -50,8 +49,8 @@ pub(crate) const KEYS: &[(&str, Support)] = &[
     ("rtc.node_ip", Support::Yes),
     ("rtc.use_external_ip", Support::Yes),
     ("rtc.skip_external_ip_validation", Support::No(NI)),
-    ("rtc.stun_servers", Support::No(NI)),
-    ("rtc.turn_servers", Support::No(NI)),
+    ("rtc.stun_servers", Support::Yes),
+    ("rtc.turn_servers", Support::Yes),
     (
         "rtc.use_ice_lite",
         Support::No("switchyard is always ICE-lite, ignored"),
@@ -99,7 +98,26 @@ pub(crate) const KEYS: &[(&str, Support)] = &[
     ("room.create_room_timeout", Support::No(NI)),
     ("room.create_room_attempts", Support::No(NI)),
     ("room.update_room_enabled", Support::No(NI)),
-    ("turn", Support::No(TURN)),
+    ("turn", Support::Section),
+    ("turn.enabled", Support::Yes),
+    ("turn.domain", Support::Yes),
+    ("turn.cert_file", Support::Yes),
+    ("turn.key_file", Support::Yes),
+    ("turn.tls_port", Support::Yes),
+    ("turn.udp_port", Support::Yes),
+    ("turn.external_tls", Support::Yes),
+    ("turn.relay_range_start", Support::Yes),
+    ("turn.relay_range_end", Support::Yes),
+    ("turn.ttl_seconds", Support::Yes),
+    ("turn.per_user_relay_allocation_limit", Support::Yes),
+    (
+        "turn.allow_restricted_peer_cidrs",
+        Support::No("the embedded TURN relays to this server's own media port only, ignored"),
+    ),
+    (
+        "turn.deny_peer_cidrs",
+        Support::No("the embedded TURN relays to this server's own media port only, ignored"),
+    ),
     ("webhook", Support::Section),
     ("webhook.api_key", Support::Yes),
     ("webhook.urls", Support::Yes),

@@ -56,6 +56,88 @@ pub struct RtcConfig {
     pub node_ip: Vec<IpAddr>,
     /// `rtc.use_external_ip`: discover the public address with STUN (not implemented: warns).
     pub use_external_ip: bool,
+    /// `rtc.stun_servers`: `host:port` entries given to clients.
+    pub stun_servers: Vec<String>,
+    /// `rtc.turn_servers`: external TURN servers given to clients.
+    pub turn_servers: Vec<ExternalTurn>,
+}
+
+/// The `turn:` section: livekit-server's embedded TURN relay, which switchyard serves with
+/// its own TURN server in the same process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddedTurn {
+    /// `turn.enabled` (false).
+    pub enabled: bool,
+    /// `turn.domain`: the name in the `turns:` URL and the certificate.
+    pub domain: String,
+    /// `turn.cert_file` / `turn.key_file` (`--turn-cert` / `--turn-key`): TLS on `tls_port`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// `turn.tls_port` (5349); 0: no TURN over TLS.
+    pub tls_port: u16,
+    /// `turn.udp_port` (3478); 0: no TURN over UDP.
+    pub udp_port: u16,
+    /// `turn.external_tls`: a load balancer terminates TLS in front of `tls_port`, which
+    /// then takes plain TCP; clients are sent to the balancer on 443.
+    pub external_tls: bool,
+    /// `turn.relay_range_start` / `_end` (30000–40000): relay ports.
+    pub relay_range_start: u16,
+    pub relay_range_end: u16,
+    /// `turn.ttl_seconds`: lifetime of the credentials handed out in the join response.
+    pub ttl: Duration,
+    /// `turn.per_user_relay_allocation_limit` (0: none): allocations per participant.
+    pub per_user_limit: u32,
+}
+
+impl EmbeddedTurn {
+    /// Credentials handed to participants last a day: an allocation's refreshes reuse
+    /// them, so they must outlive the longest call, not just the join.
+    pub const DEFAULT_TTL: u64 = 86_400;
+}
+
+/// One `rtc.turn_servers` entry: an external TURN server (coturn, `switchyard turn`) handed
+/// to clients in the join response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExternalTurn {
+    pub host: String,
+    pub port: u16,
+    /// `udp`, `tcp` or `tls`.
+    pub protocol: TurnProtocol,
+    pub auth: TurnAuth,
+}
+
+impl fmt::Debug for ExternalTurn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.auth {
+            TurnAuth::Secret { ttl, .. } => format!("shared secret, ttl {}s", ttl.as_secs()),
+            TurnAuth::Static { username, .. } => format!("user {username}"),
+        };
+        write!(
+            f,
+            "{}:{} ({:?}, {auth})",
+            self.host, self.port, self.protocol
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnProtocol {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// How clients authenticate to an external TURN server.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TurnAuth {
+    /// `secret` (or `secret_file`): coturn's `static-auth-secret` scheme, fresh credentials
+    /// per participant valid for `ttl` (default 14400 s).
+    Secret { secret: String, ttl: Duration },
+    /// `username` + `credential`, handed out as they are.
+    Static {
+        username: String,
+        credential: String,
+    },
 }
 
 /// The `room:` section.
@@ -93,6 +175,7 @@ pub struct LiveKitConfig {
     pub dev: bool,
     pub rtc: RtcConfig,
     pub room: RoomConfig,
+    pub turn: EmbeddedTurn,
     pub webhook: Option<WebhookConfig>,
     /// `logging.level` (info).
     pub log_level: String,
@@ -118,11 +201,26 @@ impl Default for LiveKitConfig {
                 port_range_end: 60000,
                 node_ip: Vec::new(),
                 use_external_ip: false,
+                stun_servers: Vec::new(),
+                turn_servers: Vec::new(),
             },
             room: RoomConfig {
                 auto_create: true,
                 empty_timeout: Duration::from_secs(300),
                 departure_timeout: Duration::from_secs(20),
+            },
+            turn: EmbeddedTurn {
+                enabled: false,
+                domain: String::new(),
+                cert_file: None,
+                key_file: None,
+                tls_port: 5349,
+                udp_port: 3478,
+                external_tls: false,
+                relay_range_start: 30000,
+                relay_range_end: 40000,
+                ttl: Duration::from_secs(EmbeddedTurn::DEFAULT_TTL),
+                per_user_limit: 0,
             },
             webhook: None,
             log_level: "info".into(),
@@ -179,6 +277,29 @@ impl LiveKitConfig {
             "room.departure_timeout",
             self.room.departure_timeout.as_secs().to_string(),
         );
+        if self.turn.enabled {
+            let t = &self.turn;
+            kv(
+                "turn",
+                format!(
+                    "udp {} tls {}{} domain {:?} relay {}-{}",
+                    t.udp_port,
+                    t.tls_port,
+                    if t.external_tls {
+                        " (external TLS)"
+                    } else {
+                        ""
+                    },
+                    t.domain,
+                    t.relay_range_start,
+                    t.relay_range_end
+                ),
+            );
+        } else {
+            kv("turn", "off".into());
+        }
+        kv("rtc.stun_servers", format!("{:?}", self.rtc.stun_servers));
+        kv("rtc.turn_servers", format!("{:?}", self.rtc.turn_servers));
         match &self.webhook {
             Some(w) => kv("webhook", format!("{} → {:?}", w.api_key, w.urls)),
             None => kv("webhook", "off".into()),

@@ -8,7 +8,9 @@ use std::time::Duration;
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
 use super::keys::{self, Support};
-use super::{ApiKey, LiveKitConfig, UdpPort, WebhookConfig, warn};
+use super::{
+    ApiKey, ExternalTurn, LiveKitConfig, TurnAuth, TurnProtocol, UdpPort, WebhookConfig, warn,
+};
 use crate::{ConfigError, Location};
 
 /// Applies a YAML body named `path` to `cfg`.
@@ -177,6 +179,28 @@ impl Walker<'_> {
                     );
                 }
             }
+            "rtc.stun_servers" => c.rtc.stun_servers = strings(v, at, key)?,
+            "rtc.turn_servers" => c.rtc.turn_servers = turn_servers(v, at, key)?,
+            "turn.enabled" => c.turn.enabled = boolean(v, at, key)?,
+            "turn.domain" => c.turn.domain = string(v, at, key)?,
+            "turn.cert_file" => c.turn.cert_file = Some(string(v, at, key)?.into()),
+            "turn.key_file" => c.turn.key_file = Some(string(v, at, key)?.into()),
+            "turn.tls_port" => c.turn.tls_port = port(v, at, key, true)?,
+            "turn.udp_port" => c.turn.udp_port = port(v, at, key, true)?,
+            "turn.external_tls" => c.turn.external_tls = boolean(v, at, key)?,
+            "turn.relay_range_start" => c.turn.relay_range_start = port(v, at, key, false)?,
+            "turn.relay_range_end" => c.turn.relay_range_end = port(v, at, key, false)?,
+            "turn.ttl_seconds" => {
+                c.turn.ttl = seconds(v, at, key)?;
+                if c.turn.ttl.is_zero() {
+                    return Err(ConfigError::invalid(at, key, "must be above 0"));
+                }
+            }
+            "turn.per_user_relay_allocation_limit" => {
+                let n = integer(v, at, key)?;
+                c.turn.per_user_limit = u32::try_from(n)
+                    .map_err(|_| ConfigError::invalid(at, key, format!("{n} is not a count")))?;
+            }
             "room.auto_create" => c.room.auto_create = boolean(v, at, key)?,
             "room.empty_timeout" => c.room.empty_timeout = seconds(v, at, key)?,
             "room.departure_timeout" => c.room.departure_timeout = seconds(v, at, key)?,
@@ -336,6 +360,104 @@ fn udp_port(v: &MarkedYaml<'_>, at: &Location, key: &str) -> Result<UdpPort, Con
             Ok(UdpPort::Range(a, b))
         }
     }
+}
+
+/// `rtc.turn_servers`: a list of `{host, port, protocol, secret | secret_file, ttl,
+/// username, credential}` mappings, as livekit-server reads them.
+fn turn_servers(
+    v: &MarkedYaml<'_>,
+    at: &Location,
+    key: &str,
+) -> Result<Vec<ExternalTurn>, ConfigError> {
+    let YamlData::Sequence(items) = &v.data else {
+        return Err(type_error(at, key, "a list of TURN servers", v));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let item_at = match at {
+            Location::File { path, .. } => Location::File {
+                path: path.clone(),
+                line: item.span.start.line(),
+            },
+            other => other.clone(),
+        };
+        let YamlData::Mapping(map) = &item.data else {
+            return Err(type_error(&item_at, key, "a mapping per TURN server", item));
+        };
+        let (mut host, mut port_no, mut protocol) = (None, None, TurnProtocol::Udp);
+        let (mut secret, mut ttl) = (None, Duration::from_secs(14_400));
+        let (mut username, mut credential) = (None, None);
+        for (k, val) in map {
+            let name = text(k).unwrap_or_default();
+            let field = format!("{key}.{name}");
+            match name.as_str() {
+                "host" => host = Some(string(val, &item_at, &field)?),
+                "port" => port_no = Some(port(val, &item_at, &field, false)?),
+                "protocol" => {
+                    protocol = match string(val, &item_at, &field)?.to_ascii_lowercase().as_str() {
+                        "udp" => TurnProtocol::Udp,
+                        "tcp" => TurnProtocol::Tcp,
+                        "tls" => TurnProtocol::Tls,
+                        other => {
+                            return Err(ConfigError::invalid(
+                                &item_at,
+                                &field,
+                                format!("`{other}` is not one of udp, tcp, tls"),
+                            ));
+                        }
+                    }
+                }
+                "secret" => secret = Some(string(val, &item_at, &field)?),
+                "secret_file" => {
+                    let file = string(val, &item_at, &field)?;
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        ConfigError::invalid(&item_at, &field, format!("cannot read {file}: {e}"))
+                    })?;
+                    secret = Some(text.trim().to_owned());
+                }
+                "ttl" => ttl = seconds(val, &item_at, &field)?,
+                "username" => username = Some(string(val, &item_at, &field)?),
+                "credential" => credential = Some(string(val, &item_at, &field)?),
+                other => {
+                    return Err(ConfigError::invalid(
+                        &item_at,
+                        &field,
+                        format!(
+                            "`{other}` is not a TURN server field (host, port, protocol, secret, secret_file, ttl, username, credential)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let host = host
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| ConfigError::invalid(&item_at, &format!("{key}.host"), "is required"))?;
+        let port_no = port_no
+            .ok_or_else(|| ConfigError::invalid(&item_at, &format!("{key}.port"), "is required"))?;
+        let auth = match (secret, username, credential) {
+            (Some(secret), _, _) if !secret.is_empty() => TurnAuth::Secret { secret, ttl },
+            (_, Some(username), Some(credential)) => TurnAuth::Static {
+                username,
+                credential,
+            },
+            _ => {
+                return Err(ConfigError::invalid(
+                    &item_at,
+                    key,
+                    format!(
+                        "{host}: needs `secret` (or `secret_file`), or `username` and `credential`"
+                    ),
+                ));
+            }
+        };
+        out.push(ExternalTurn {
+            host,
+            port: port_no,
+            protocol,
+            auth,
+        });
+    }
+    Ok(out)
 }
 
 /// A `key: secret` mapping (`keys:` or a `key_file`).

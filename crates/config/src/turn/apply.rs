@@ -368,6 +368,10 @@ fn handle(c: &mut Ctx<'_>, state: &mut State, name: &str) -> Result<(), ConfigEr
         "allowed-peer-ip" | "denied-peer-ip" => peer_range(c, name == "denied-peer-ip")?,
         "no-multicast-peers" => c.config.no_multicast_peers = c.flag()?,
         "allow-loopback-peers" => c.config.allow_loopback_peers = c.flag()?,
+        "allowed-peer-port" => {
+            let port = c.port()?;
+            c.config.allowed_peer_ports.push(port);
+        }
 
         // ---- quotas and bandwidth
         "user-quota" => c.config.user_quota = c.u32()?,

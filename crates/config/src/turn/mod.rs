@@ -197,6 +197,9 @@ pub struct TurnConfig {
     pub allowed_peer_ips: Vec<AddrRange>,
     /// `denied-peer-ip`.
     pub denied_peer_ips: Vec<AddrRange>,
+    /// `allowed-peer-port` (switchyard only, repeatable): when set, only peers on these
+    /// ports are reachable, whatever their address.
+    pub allowed_peer_ports: Vec<u16>,
     /// `no-multicast-peers`.
     pub no_multicast_peers: bool,
     /// `allow-loopback-peers`.
@@ -404,6 +407,7 @@ impl Default for TurnConfig {
             secure_stun: false,
             allowed_peer_ips: Vec::new(),
             denied_peer_ips: Vec::new(),
+            allowed_peer_ports: Vec::new(),
             no_multicast_peers: false,
             allow_loopback_peers: false,
             user_quota: 0,
@@ -563,6 +567,9 @@ impl fmt::Display for TurnConfig {
         }
         for r in &self.denied_peer_ips {
             kv("denied-peer-ip", r);
+        }
+        for p in &self.allowed_peer_ports {
+            kv("allowed-peer-port", p);
         }
         kv("no-multicast-peers", &self.no_multicast_peers);
         kv("allow-loopback-peers", &self.allow_loopback_peers);

@@ -170,6 +170,8 @@ opts! {
     "no-loopback-peers" - Optional Support::Ignored("obsolete since coturn 4.5.1 and has no effect: loopback peers are denied by default (allow-loopback-peers opens them)");
     "allowed-peer-ip" - Required Support::Yes;
     "denied-peer-ip" - Required Support::Yes;
+    // switchyard only: peers on these ports alone (LiveKit mode's embedded relay).
+    "allowed-peer-port" - Required Support::Yes;
     // Process.
     "pidfile" - Required Support::Yes;
     "secure-stun" - Optional Support::Stored(NOT_IMPLEMENTED);

@@ -131,7 +131,53 @@ fn init_logging(config: &TurnConfig) -> Result<LogHandle, String> {
     logging::init(target, level)
 }
 
+/// A relay whose workers are running.
+pub(crate) struct Running {
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<mio::Waker>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    health: Arc<switchyard_telemetry::http::Health>,
+    reloader: Reloader,
+    config: TurnConfig,
+}
+
+impl Running {
+    /// Stops the workers and waits for them.
+    fn stop(self) {
+        self.health.set_ready(false);
+        tracing::info!("stopping");
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
+        settings::remove_pidfile(&self.config);
+    }
+}
+
 fn run(config: TurnConfig, args: Vec<OsString>, log: LogHandle) -> anyhow::Result<()> {
+    let mut running = start(config, args)?;
+    wait_for_stop_signal(&mut running.reloader, &log)?;
+    running.stop();
+    Ok(())
+}
+
+/// Starts the relay inside another server's process (LiveKit mode's embedded TURN): the
+/// same workers, no signal handling of its own; it runs until the process exits.
+pub(crate) fn start_embedded(config: TurnConfig) -> anyhow::Result<()> {
+    for w in &config.warnings {
+        tracing::debug!("embedded TURN: {w}");
+    }
+    let running = start(config, Vec::new())?;
+    // The workers live as long as the process; nothing joins them.
+    std::mem::forget(running);
+    Ok(())
+}
+
+/// Binds every listener, drops privileges and starts one worker thread per core.
+fn start(config: TurnConfig, args: Vec<OsString>) -> anyhow::Result<Running> {
     // One relay socket per allocation: allow as many as the hard limit lets us.
     switchyard_netio::raise_fd_limit();
     let plan = settings::Plan::from_config(&config)?;
@@ -237,18 +283,14 @@ fn run(config: TurnConfig, args: Vec<OsString>, log: LogHandle) -> anyhow::Resul
         env!("CARGO_PKG_VERSION"),
     );
 
-    wait_for_stop_signal(&mut reloader, &log)?;
-    health.set_ready(false);
-    tracing::info!("stopping");
-    stop.store(true, Ordering::Relaxed);
-    for w in &wakers {
-        let _ = w.wake();
-    }
-    for h in handles {
-        let _ = h.join();
-    }
-    settings::remove_pidfile(&config);
-    Ok(())
+    Ok(Running {
+        stop,
+        wakers,
+        handles,
+        health,
+        reloader,
+        config,
+    })
 }
 
 /// Blocks until SIGTERM or SIGINT. SIGHUP reopens the log file (coturn) and reloads the

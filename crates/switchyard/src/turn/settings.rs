@@ -122,6 +122,7 @@ impl Plan {
             allow_loopback: cfg.allow_loopback_peers,
             no_multicast: cfg.no_multicast_peers,
             own_addrs,
+            peer_ports: cfg.allowed_peer_ports.clone(),
         });
         policy.set_relay_ports(port_range.clone());
 

@@ -1,0 +1,83 @@
+"""Media through the TURN servers the join response lists, and nothing else: both
+participants connect with ice_transport_type=RELAY (native SDK, PyPI livekit), so their
+only candidates are relayed ones, allocated with the credentials the server handed out.
+Prints one JSON object on the last line; exit 0 only if every check held.
+
+    python livekit_turn_relay.py <ws-url> <api-key> <api-secret> <room>
+"""
+import asyncio
+import json
+import sys
+import time
+
+from livekit import api, rtc
+from livekit.rtc._proto import room_pb2 as proto_room
+
+WS, KEY, SECRET, ROOM = sys.argv[1:5]
+
+
+def token(identity):
+    return (
+        api.AccessToken(KEY, SECRET)
+        .with_identity(identity)
+        .with_grants(api.VideoGrants(room_join=True, room=ROOM))
+        .to_jwt()
+    )
+
+
+async def until(pred, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def main():
+    relay_only = rtc.RoomOptions(
+        rtc_config=rtc.RtcConfiguration(ice_transport_type=proto_room.IceTransportType.TRANSPORT_RELAY)
+    )
+    seen = {"frames": 0, "subscribed": 0}
+    alice, bob = rtc.Room(), rtc.Room()
+
+    async def count(track):
+        async for _ in rtc.AudioStream(track):
+            seen["frames"] += 1
+
+    def on_sub(track, pub, p):
+        seen["subscribed"] += 1
+        asyncio.ensure_future(count(track))
+
+    bob.on("track_subscribed", on_sub)
+    await alice.connect(WS, token("alice"), relay_only)
+    await bob.connect(WS, token("bob"), relay_only)
+    source = rtc.AudioSource(48000, 1)
+    track = rtc.LocalAudioTrack.create_audio_track("mic", source)
+    await alice.local_participant.publish_track(
+        track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    )
+    running = True
+
+    async def feed():
+        frame = rtc.AudioFrame.create(48000, 1, 480)
+        while running:
+            await source.capture_frame(frame)
+            await asyncio.sleep(0.005)
+
+    feeder = asyncio.ensure_future(feed())
+    checks = {}
+    try:
+        checks["subscribed_over_relay"] = await until(lambda: seen["subscribed"] >= 1)
+        checks["audio_over_relay"] = await until(lambda: seen["frames"] >= 50)
+    finally:
+        running = False
+        feeder.cancel()
+        await alice.disconnect()
+        await bob.disconnect()
+    ok = all(checks.values())
+    print(json.dumps({"ok": ok, "checks": checks, "seen": seen}))
+    sys.exit(0 if ok else 1)
+
+
+asyncio.run(main())
