@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-const USAGE: &str = "Usage: switchyard loadgen turn [options]   (see `switchyard loadgen turn --help`)
+const USAGE: &str =
+    "Usage: switchyard loadgen turn [options]   (see `switchyard loadgen turn --help`)
        switchyard loadgen sfu [options]    (see `switchyard loadgen sfu --help`)";
 
 pub(crate) fn main(args: Vec<OsString>) -> ExitCode {

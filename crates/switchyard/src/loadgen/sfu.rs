@@ -241,18 +241,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 .spawn(move || worker(specs, &shared))
         })
         .collect::<Result<_, _>>()?;
-    let finish = |shared: &Shared, handles: Vec<std::thread::JoinHandle<anyhow::Result<Vec<Report>>>>| {
-        shared.phase.store(PHASE_LEAVE, Ordering::Relaxed);
-        let mut reports = Vec::new();
-        for h in handles {
-            match h.join() {
-                Ok(Ok(r)) => reports.extend(r),
-                Ok(Err(e)) => shared.set_fatal(format!("{e:#}")),
-                Err(_) => shared.set_fatal("a loadgen thread panicked".into()),
+    let finish =
+        |shared: &Shared, handles: Vec<std::thread::JoinHandle<anyhow::Result<Vec<Report>>>>| {
+            shared.phase.store(PHASE_LEAVE, Ordering::Relaxed);
+            let mut reports = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(r)) => reports.extend(r),
+                    Ok(Err(e)) => shared.set_fatal(format!("{e:#}")),
+                    Err(_) => shared.set_fatal("a loadgen thread panicked".into()),
+                }
             }
-        }
-        reports
-    };
+            reports
+        };
 
     let bar = progress(&args);
     let last_join = first_at + Duration::from_secs_f64(total as f64 / args.join_rate);
@@ -436,7 +437,8 @@ fn summarize(
         jitters.iter().sum::<f64>() / jitters.len() as f64
     };
     let jitter_max = jitters.iter().copied().fold(f64::NAN, f64::max);
-    let col = |f: fn(&Report) -> Option<f64>| -> Vec<f64> { reports.iter().filter_map(f).collect() };
+    let col =
+        |f: fn(&Report) -> Option<f64>| -> Vec<f64> { reports.iter().filter_map(f).collect() };
     let ws = col(|r| r.ws_ms);
     let join = col(|r| r.join_ms);
     let ice = col(|r| r.connected_ms);

@@ -47,11 +47,8 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// A sender this far behind its schedule skips ahead instead of bursting.
 const MAX_LAG: Duration = Duration::from_millis(200);
 /// Simulcast rids (low to high) and their share of `--video-kbps`.
-const LAYERS: [(&str, u32, u32, u32); 3] = [
-    ("q", 16, 320, 180),
-    ("h", 4, 640, 360),
-    ("f", 1, 1280, 720),
-];
+const LAYERS: [(&str, u32, u32, u32); 3] =
+    [("q", 16, 320, 180), ("h", 4, 640, 360), ("f", 1, 1280, 720)];
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -707,7 +704,10 @@ impl Client {
             self.fail(shared, format!("{e:#}"));
         }
         let mut next = self.next_ping;
-        for p in [self.sub.as_ref(), self.publ.as_ref()].into_iter().flatten() {
+        for p in [self.sub.as_ref(), self.publ.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             next = next.min(p.timeout);
         }
         if sending && let Some(m) = &self.media {
@@ -855,13 +855,28 @@ impl Client {
         }));
         let _ = self.ws.close(None);
         let _ = self.ws.flush();
-        for p in [self.sub.as_mut(), self.publ.as_mut()].into_iter().flatten() {
+        for p in [self.sub.as_mut(), self.publ.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             p.rtc.disconnect();
         }
     }
 
     pub(super) fn report(self) -> Report {
         let ms = |t: Option<Instant>| t.map(|t| (t - self.started).as_secs_f64() * 1e3);
+        // Per-participant timings on stderr, for diagnosing a slow join.
+        if std::env::var_os("LOADGEN_SFU_DEBUG").is_some() {
+            eprintln!(
+                "{}: ws {:?} join {:?} sub {:?} pub {:?} first {:?}",
+                self.spec.identity,
+                ms(Some(self.ws_open)),
+                ms(self.join_at),
+                ms(self.sub.as_ref().and_then(|p| p.connected)),
+                ms(self.publ.as_ref().and_then(|p| p.connected)),
+                ms(self.first_pkt)
+            );
+        }
         Report {
             role: self.spec.role,
             ws_ms: ms(Some(self.ws_open)),
