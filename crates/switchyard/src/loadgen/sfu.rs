@@ -14,6 +14,11 @@
 //! what subscribers receive of the packets sent inside it, and the server's CPU (given
 //! `--server-pid`). All participants run on `--threads` threads, each driving its clients'
 //! sockets with mio.
+//!
+//! Join time is connect start → every peer connection of the participant ICE+DTLS
+//! connected; first packet is connect start → first remote media packet, over the
+//! subscribe-only participants (over the publishers when there are none). With
+//! `LOADGEN_SFU_DEBUG` set, each participant's timings go to stderr at the end.
 
 mod client;
 mod stamp;
