@@ -22,6 +22,7 @@ Usage:
   switchyard turn --check-config [-c FILE] ...    print the effective relay config and exit
   switchyard livekit [--dev] [--keys \"k: s\"] ...   LiveKit-compatible SFU (livekit-server drop-in)
   switchyard loadgen turn --secret S [options]    load generator (relay, alloc-rate, idle, flood)
+  switchyard loadgen sfu [options]                LiveKit participants against an SFU (fwd pps, loss, join)
   switchyard --version
   switchyard --help
 

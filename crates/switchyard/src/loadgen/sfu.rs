@@ -1,0 +1,601 @@
+//! `switchyard loadgen sfu`: synthetic LiveKit participants against a LiveKit-compatible SFU
+//! (ours or livekit-server).
+//!
+//! Each participant speaks LiveKit's signalling (`/rtc`, binary protobuf, HS256 access
+//! tokens) and runs str0m peer connections: publishers send Opus-sized audio (100 B at
+//! 50 packets/s) and optionally VP8-framed video (30 fps, packets up to 1000 B, optionally
+//! three simulcast layers `q`/`h`/`f` at 1/16, 1/4 and 1 of `--video-kbps`); everyone is
+//! auto-subscribed to every other participant's tracks. Payloads carry a stream key, a
+//! sequence number and a send timestamp (the SFU rewrites SSRC, sequence numbers and RTP
+//! time), so receivers measure loss, one-way latency and jitter.
+//!
+//! Phases: participants connect at `--join-rate` (publishers first); once all are connected
+//! (or `--join-timeout` passed) and a settle second went by, a `--duration` window measures
+//! what subscribers receive of the packets sent inside it, and the server's CPU (given
+//! `--server-pid`). All participants run on `--threads` threads, each driving its clients'
+//! sockets with mio.
+//!
+//! Join time is connect start → every peer connection of the participant ICE+DTLS
+//! connected; first packet is connect start → first remote media packet, over the
+//! subscribe-only participants (over the publishers when there are none). With
+//! `LOADGEN_SFU_DEBUG` set, each participant's timings go to stderr at the end.
+
+mod client;
+mod stamp;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use mio::{Events, Poll};
+
+use self::client::{Client, Report, Spec, TOKENS_PER_CLIENT};
+use super::procstat::ProcStat;
+
+/// Load generator for LiveKit-compatible SFUs.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard loadgen sfu")]
+pub(crate) struct Args {
+    /// The server's signalling URL (`ws://host:port`; `/rtc` is appended).
+    #[arg(long, default_value = "ws://127.0.0.1:7880")]
+    url: String,
+    /// API key the access tokens are signed for (default: the `--dev` key).
+    #[arg(long, default_value = "devkey")]
+    api_key: String,
+    /// API secret that signs the access tokens (default: the `--dev` secret).
+    #[arg(long, default_value = "secret")]
+    api_secret: String,
+    /// Room to join.
+    #[arg(long, default_value = "loadgen")]
+    room: String,
+    /// Participants that publish audio (and video) and subscribe to everyone else.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Subscribe-only participants.
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// Video bitrate per publisher (top layer with --simulcast); 0 = audio only.
+    #[arg(long, default_value_t = 0)]
+    video_kbps: u32,
+    /// Publish video as three simulcast layers (rids q, h, f).
+    #[arg(long)]
+    simulcast: bool,
+    /// Length of the measurement window in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Participants connecting per second.
+    #[arg(long, default_value_t = 20.0)]
+    join_rate: f64,
+    /// Seconds to wait for every participant to connect before measuring anyway.
+    #[arg(long, default_value_t = 20.0)]
+    join_timeout: f64,
+    /// Threads driving the participants.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Local address for the media sockets.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// The server's pid, for CPU figures.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one machine-readable `key=value` line at the end (for scripts).
+    #[arg(long)]
+    kv: bool,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Publisher,
+    Subscriber,
+}
+
+/// Run phases, in order.
+const PHASE_RUN: u8 = 0;
+/// Publishers stop sending; receivers drain what is in flight.
+const PHASE_DRAIN: u8 = 1;
+/// Everyone leaves.
+const PHASE_LEAVE: u8 = 2;
+
+/// What the workers and the main thread share.
+pub(crate) struct Shared {
+    pub(crate) base: Instant,
+    phase: AtomicU8,
+    /// The measurement window, µs since `base` (send times); `u64::MAX` end until set.
+    pub(crate) win_start_us: AtomicU64,
+    pub(crate) win_end_us: AtomicU64,
+    /// Media packets sent by publishers / received by anyone, all run long.
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
+    /// Received packets sent inside the window.
+    pub(crate) window_received: AtomicU64,
+    pub(crate) joined: AtomicUsize,
+    pub(crate) connected: AtomicUsize,
+    pub(crate) failed: AtomicUsize,
+    latency: Mutex<Histogram<u64>>,
+    fatal: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn record_latency(&self, us: u64) {
+        if let Ok(mut h) = self.latency.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    fn set_fatal(&self, why: String) {
+        if let Ok(mut f) = self.fatal.lock() {
+            f.get_or_insert(why);
+        }
+    }
+
+    fn fatal(&self) -> Option<String> {
+        self.fatal.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+}
+
+/// An HS256 LiveKit access token (`iss` = key, `sub` = identity, `video` grant).
+fn access_token(args: &Args, identity: &str, publish: bool) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    let claims = serde_json::json!({
+        "iss": args.api_key,
+        "sub": identity,
+        "nbf": now - 5,
+        "exp": now + 6 * 3600,
+        "video": {
+            "roomJoin": true,
+            "room": args.room,
+            "canPublish": publish,
+            "canSubscribe": true,
+            "canPublishData": publish,
+        },
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(args.api_secret.as_bytes()),
+    )
+    .context("signing an access token")
+}
+
+fn progress(args: &Args) -> ProgressBar {
+    if args.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    switchyard_netio::raise_fd_limit();
+    if args.publishers == 0 {
+        bail!("--publishers must be at least 1");
+    }
+    if args.duration <= 0.0 || args.join_rate <= 0.0 {
+        bail!("--duration and --join-rate must be positive");
+    }
+    let url = args.url.trim_end_matches('/').to_owned();
+    if !url.starts_with("ws://") {
+        bail!("--url must be ws://host:port (got {url})");
+    }
+    let base = Instant::now();
+    let total = args.publishers + args.subscribers;
+    let shared = Arc::new(Shared {
+        base,
+        phase: AtomicU8::new(PHASE_RUN),
+        win_start_us: AtomicU64::new(u64::MAX),
+        win_end_us: AtomicU64::new(u64::MAX),
+        sent: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+        window_received: AtomicU64::new(0),
+        joined: AtomicUsize::new(0),
+        connected: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        latency: Mutex::new(Histogram::new(3).expect("histogram")),
+        fatal: Mutex::new(None),
+    });
+    let threads = args.threads.clamp(1, total);
+    let mut groups: Vec<Vec<Spec>> = (0..threads).map(|_| Vec::new()).collect();
+    // Publishers connect first, so subscribers measure joining a running room.
+    let first_at = base + Duration::from_millis(50);
+    for k in 0..total {
+        let (role, index, identity) = if k < args.publishers {
+            (Role::Publisher, k, format!("loadgen-pub-{k}"))
+        } else {
+            let i = k - args.publishers;
+            (Role::Subscriber, i, format!("loadgen-sub-{i}"))
+        };
+        let token = access_token(&args, &identity, role == Role::Publisher)?;
+        groups[k % threads].push(Spec {
+            index,
+            identity,
+            role,
+            token,
+            url: url.clone(),
+            bind: args.bind,
+            video_kbps: args.video_kbps,
+            simulcast: args.simulcast,
+            at: first_at + Duration::from_secs_f64(k as f64 / args.join_rate),
+        });
+    }
+    let handles: Vec<_> = groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, specs)| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("loadgen-sfu-{i}"))
+                .spawn(move || worker(specs, &shared))
+        })
+        .collect::<Result<_, _>>()?;
+    let finish =
+        |shared: &Shared, handles: Vec<std::thread::JoinHandle<anyhow::Result<Vec<Report>>>>| {
+            shared.phase.store(PHASE_LEAVE, Ordering::Relaxed);
+            let mut reports = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(r)) => reports.extend(r),
+                    Ok(Err(e)) => shared.set_fatal(format!("{e:#}")),
+                    Err(_) => shared.set_fatal("a loadgen thread panicked".into()),
+                }
+            }
+            reports
+        };
+
+    let bar = progress(&args);
+    let last_join = first_at + Duration::from_secs_f64(total as f64 / args.join_rate);
+    let join_deadline = last_join + Duration::from_secs_f64(args.join_timeout);
+    // Ramp: until everyone is connected (or gave up).
+    loop {
+        if let Some(e) = shared.fatal() {
+            bar.finish_and_clear();
+            finish(&shared, handles);
+            bail!("{e}");
+        }
+        let connected = shared.connected.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed);
+        if connected + failed >= total || Instant::now() >= join_deadline {
+            break;
+        }
+        bar.set_message(format!(
+            "joining: {}/{total} joined, {connected} connected, {failed} failed",
+            shared.joined.load(Ordering::Relaxed)
+        ));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Settle: subscriptions negotiated, keyframes requested and delivered.
+    bar.set_message("settling");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let duration = Duration::from_secs_f64(args.duration);
+    let cpu_before = args.server_pid.map(ProcStat::read).transpose()?;
+    let self_before = ProcStat::read(std::process::id()).ok();
+    let win_start = Instant::now();
+    shared
+        .win_start_us
+        .store((win_start - base).as_micros() as u64, Ordering::Relaxed);
+    let sent_before = shared.sent.load(Ordering::Relaxed);
+    while win_start.elapsed() < duration {
+        if let Some(e) = shared.fatal() {
+            bar.finish_and_clear();
+            finish(&shared, handles);
+            bail!("{e}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let secs = win_start.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "measuring: forwarded {:.0} pps, {} connected, {} failed",
+            shared.window_received.load(Ordering::Relaxed) as f64 / secs,
+            shared.connected.load(Ordering::Relaxed),
+            shared.failed.load(Ordering::Relaxed),
+        ));
+    }
+    let win_end = Instant::now();
+    shared
+        .win_end_us
+        .store((win_end - base).as_micros() as u64, Ordering::Relaxed);
+    let cpu_after = args.server_pid.map(ProcStat::read).transpose()?;
+    let self_after = ProcStat::read(std::process::id()).ok();
+    let sent_window = shared.sent.load(Ordering::Relaxed) - sent_before;
+    // Let what was sent inside the window arrive, then stop sending and leave.
+    shared.phase.store(PHASE_DRAIN, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    bar.finish_and_clear();
+    let reports = finish(&shared, handles);
+    if let Some(e) = shared.fatal() {
+        bail!("{e}");
+    }
+    let window = (win_end - win_start).as_secs_f64();
+    let hist = shared.latency.lock().map(|h| h.clone()).ok();
+    summarize(
+        &args,
+        &reports,
+        &shared,
+        hist,
+        window,
+        sent_window,
+        cpu_before.zip(cpu_after),
+        self_before.zip(self_after),
+    )
+}
+
+/// Drives one group of participants until the main thread says leave.
+fn worker(mut specs: Vec<Spec>, shared: &Shared) -> anyhow::Result<Vec<Report>> {
+    specs.sort_by_key(|s| s.at);
+    let mut pending: VecDeque<Spec> = specs.into();
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut clients: Vec<Client> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let phase = shared.phase();
+        if phase >= PHASE_LEAVE {
+            break;
+        }
+        let now = Instant::now();
+        while pending.front().is_some_and(|s| s.at <= now) {
+            let spec = pending.pop_front().expect("checked");
+            let who = spec.identity.clone();
+            match Client::connect(spec, poll.registry(), clients.len() * TOKENS_PER_CLIENT) {
+                Ok(mut c) => {
+                    // The upgrade response may have carried the first frames already.
+                    c.on_ready(client::TOKEN_WS, poll.registry(), &mut buf, shared);
+                    clients.push(c);
+                }
+                Err(e) => {
+                    shared.set_fatal(format!("{who}: {e:#}"));
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let mut wake = now + Duration::from_millis(5);
+        if let Some(s) = pending.front() {
+            wake = wake.min(s.at);
+        }
+        let sending = phase == PHASE_RUN;
+        for c in &mut clients {
+            wake = wake.min(c.tick(now, sending, shared));
+        }
+        poll.poll(
+            &mut events,
+            Some(wake.saturating_duration_since(Instant::now())),
+        )?;
+        for ev in events.iter() {
+            let t = ev.token().0;
+            if let Some(c) = clients.get_mut(t / TOKENS_PER_CLIENT) {
+                c.on_ready(t % TOKENS_PER_CLIENT, poll.registry(), &mut buf, shared);
+            }
+        }
+    }
+    for c in &mut clients {
+        c.leave();
+    }
+    Ok(clients.into_iter().map(Client::report).collect())
+}
+
+/// `q`-quantile of unsorted values (nearest rank).
+fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("nan".into(), |v| format!("{v:.digits$}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    args: &Args,
+    reports: &[Report],
+    shared: &Shared,
+    hist: Option<Histogram<u64>>,
+    window: f64,
+    sent_window: u64,
+    server_cpu: Option<(ProcStat, ProcStat)>,
+    self_cpu: Option<(ProcStat, ProcStat)>,
+) -> anyhow::Result<()> {
+    let total = args.publishers + args.subscribers;
+    let joined = reports.iter().filter(|r| r.join_ms.is_some()).count();
+    let connected = reports.iter().filter(|r| r.connected_ms.is_some()).count();
+    let failed: Vec<&String> = reports.iter().filter_map(|r| r.error.as_ref()).collect();
+    let fwd = shared.window_received.load(Ordering::Relaxed);
+    let fwd_pps = fwd as f64 / window;
+    let sent_pps = sent_window as f64 / window;
+    let (mut expected, mut received) = (0u64, 0u64);
+    let mut jitters = Vec::new();
+    for s in reports.iter().flat_map(|r| r.streams.iter()) {
+        expected += s.expected();
+        received += s.received.min(s.expected());
+        jitters.push(s.jitter_us / 1e3);
+    }
+    let loss = if expected == 0 {
+        f64::NAN
+    } else {
+        100.0 * (expected - received) as f64 / expected as f64
+    };
+    let jitter_mean = if jitters.is_empty() {
+        f64::NAN
+    } else {
+        jitters.iter().sum::<f64>() / jitters.len() as f64
+    };
+    let jitter_max = jitters.iter().copied().fold(f64::NAN, f64::max);
+    let col =
+        |f: fn(&Report) -> Option<f64>| -> Vec<f64> { reports.iter().filter_map(f).collect() };
+    let ws = col(|r| r.ws_ms);
+    let join = col(|r| r.join_ms);
+    let ice = col(|r| r.connected_ms);
+    // Time to first packet: subscribers joined a room whose publishers were already
+    // sending; without subscribers, the publishers (who waited for each other).
+    let first_role = if args.subscribers > 0 {
+        Role::Subscriber
+    } else {
+        Role::Publisher
+    };
+    let first: Vec<f64> = reports
+        .iter()
+        .filter(|r| r.role == first_role)
+        .filter_map(|r| r.first_pkt_ms)
+        .collect();
+    let lat = hist.filter(|h| !h.is_empty()).map(|h| {
+        (
+            h.value_at_quantile(0.5) as f64 / 1e3,
+            h.value_at_quantile(0.99) as f64 / 1e3,
+            h.max() as f64 / 1e3,
+        )
+    });
+
+    let video = match (args.video_kbps, args.simulcast) {
+        (0, _) => "audio only".to_owned(),
+        (k, false) => format!("audio + video {k} kbps"),
+        (k, true) => format!("audio + video {k} kbps simulcast q/h/f"),
+    };
+    println!(
+        "sfu: room {}, {} publishers ({video}), {} subscribers, {window:.1} s window, {} threads",
+        args.room, args.publishers, args.subscribers, args.threads
+    );
+    println!(
+        "participants: {joined}/{total} joined, {connected} connected, {} failed",
+        failed.len()
+    );
+    for e in failed.iter().take(3) {
+        println!("  failure: {e}");
+    }
+    println!(
+        "forwarded: {fwd} packets received by all participants ({fwd_pps:.0} pps); publishers sent {sent_pps:.0} pps; loss {loss:.3} % ({} of {expected} expected)",
+        expected - received
+    );
+    match lat {
+        Some((p50, p99, max)) => println!(
+            "latency one-way (ms): p50 {p50:.2} p99 {p99:.2} max {max:.2}; jitter mean {jitter_mean:.2} max {jitter_max:.2}"
+        ),
+        None => println!("latency: no packets in the window"),
+    }
+    println!(
+        "join (ms, from connect): websocket p50 {} p99 {}; join response p50 {} p99 {}; ICE+DTLS connected p50 {} p99 {}",
+        fmt_opt(quantile(&ws, 0.5), 1),
+        fmt_opt(quantile(&ws, 0.99), 1),
+        fmt_opt(quantile(&join, 0.5), 1),
+        fmt_opt(quantile(&join, 0.99), 1),
+        fmt_opt(quantile(&ice, 0.5), 1),
+        fmt_opt(quantile(&ice, 0.99), 1),
+    );
+    println!(
+        "first remote packet (ms, from connect, {}): p50 {} p99 {} ({} of them got one)",
+        if first_role == Role::Subscriber {
+            "subscribers"
+        } else {
+            "publishers"
+        },
+        fmt_opt(quantile(&first, 0.5), 1),
+        fmt_opt(quantile(&first, 0.99), 1),
+        first.len()
+    );
+    let mut server_cpu_s = None;
+    let mut cpu_us_per_pkt = None;
+    let mut pps_per_core = None;
+    if let Some((b, a)) = server_cpu {
+        let cpu = a.cpu_seconds() - b.cpu_seconds();
+        server_cpu_s = Some(cpu);
+        let cores = cpu / window;
+        if fwd > 0 {
+            cpu_us_per_pkt = Some(cpu * 1e6 / fwd as f64);
+        }
+        if cpu > 0.0 {
+            pps_per_core = Some(fwd_pps / cores);
+        }
+        println!(
+            "server cpu: {cpu:.2} s ({:.0} % of one core), {} µs per forwarded packet, {} forwarded pps per core, rss {} MiB",
+            100.0 * cores,
+            fmt_opt(cpu_us_per_pkt, 2),
+            fmt_opt(pps_per_core, 0),
+            a.rss_kib / 1024
+        );
+    }
+    let self_pct = self_cpu.map(|(b, a)| 100.0 * (a.cpu_seconds() - b.cpu_seconds()) / window);
+    if let Some(p) = self_pct {
+        println!("loadgen cpu: {p:.0} % of one core");
+    }
+    if args.kv {
+        println!(
+            "kv mode=sfu pubs={} subs={} video_kbps={} simulcast={} joined={joined} connected={connected} failed={} window_s={window:.2} fwd_pkts={fwd} fwd_pps={fwd_pps:.0} sent_pps={sent_pps:.0} loss_pct={} lat_p50_ms={} lat_p99_ms={} jitter_ms={} ws_p50_ms={} join_p50_ms={} join_p99_ms={} first_pkt_p50_ms={} first_pkt_p99_ms={} server_cpu_s={} cpu_us_per_pkt={} pps_per_core={} loadgen_cpu_pct={}",
+            args.publishers,
+            args.subscribers,
+            args.video_kbps,
+            u8::from(args.simulcast),
+            failed.len(),
+            fmt_opt((expected > 0).then_some(loss), 4),
+            fmt_opt(lat.map(|l| l.0), 3),
+            fmt_opt(lat.map(|l| l.1), 3),
+            fmt_opt((!jitters.is_empty()).then_some(jitter_mean), 3),
+            fmt_opt(quantile(&ws, 0.5), 1),
+            fmt_opt(quantile(&ice, 0.5), 1),
+            fmt_opt(quantile(&ice, 0.99), 1),
+            fmt_opt(quantile(&first, 0.5), 1),
+            fmt_opt(quantile(&first, 0.99), 1),
+            fmt_opt(server_cpu_s, 3),
+            fmt_opt(cpu_us_per_pkt, 3),
+            fmt_opt(pps_per_core, 0),
+            fmt_opt(self_pct, 0),
+        );
+    }
+    if fwd == 0 {
+        bail!("no media was forwarded inside the measurement window");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles() {
+        assert_eq!(quantile(&[], 0.5), None);
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50.0));
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 1.0), Some(3.0));
+    }
+
+    #[test]
+    fn tokens_verify_with_the_same_secret() {
+        let args = Args::try_parse_from(["sfu", "--api-key", "k", "--api-secret", "s3cret"])
+            .expect("args");
+        let t = access_token(&args, "who", true).expect("token");
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let d = jsonwebtoken::decode::<serde_json::Value>(
+            &t,
+            &jsonwebtoken::DecodingKey::from_secret(b"s3cret"),
+            &v,
+        )
+        .expect("valid");
+        assert_eq!(d.claims["iss"], "k");
+        assert_eq!(d.claims["sub"], "who");
+        assert_eq!(d.claims["video"]["room"], "loadgen");
+        assert_eq!(d.claims["video"]["canPublish"], true);
+    }
+}
