@@ -95,6 +95,9 @@ if on SKIP_VS_COTURN; then
     # The side-by-side load comparison in its short form (the full one: bash benches/vs-coturn.sh).
     step "benches/vs-coturn.sh (QUICK=1)"
     QUICK=1 PROFILE=ci bash benches/vs-coturn.sh
+    # The SFU under synthetic LiveKit participants (the full one: bash benches/sfu-load.sh).
+    step "benches/sfu-load.sh (QUICK=1)"
+    QUICK=1 PROFILE=ci bash benches/sfu-load.sh
 fi
 
 step "all done"
