@@ -563,3 +563,51 @@ fn manual_subscriptions_add_and_remove_single_tracks() {
         Err(SfuError::NoTrack)
     ));
 }
+
+/// A client's first ICE checks usually arrive before its answer (the answer takes the
+/// WebSocket, the checks go straight to the media port). They must not be lost: the
+/// connection comes up as soon as the answer is in, not a retransmission later.
+#[test]
+fn checks_that_beat_the_answer_are_kept() {
+    let mut w = World::new();
+    let d = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
+    w.clients.push(Client::new("10.0.0.5:5000", w.now));
+    w.run(1, Duration::from_millis(1));
+    let sdp = w
+        .take_router_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::SubscriberOffer { participant, sdp } if participant == d => Some(sdp),
+            _ => None,
+        })
+        .expect("subscriber offer");
+    let answer = w.clients[0]
+        .rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
+        .unwrap();
+    // The client checks for 20 ms before its answer reaches the router.
+    w.run(4, Duration::from_millis(5));
+    w.router
+        .handle_subscriber_answer(d, &answer.to_sdp_string(), w.now)
+        .unwrap();
+    let start = w.now;
+    let mut up = None;
+    for _ in 0..100 {
+        w.run(1, Duration::from_millis(5));
+        let connected = w.take_router_events().into_iter().any(|e| {
+            e == Event::Connected {
+                participant: d,
+                role: PcRole::Subscriber,
+            }
+        });
+        if connected {
+            up = Some(w.now - start);
+            break;
+        }
+    }
+    let up = up.expect("subscriber connection never came up");
+    assert!(up <= Duration::from_millis(60), "came up after {up:?}");
+}

@@ -390,6 +390,10 @@ impl Client {
                     .sdp_api()
                     .accept_offer(offer)
                     .map_err(|e| anyhow!("server offer refused by str0m: {e}"))?;
+                // str0m forms its ICE candidate pairs on the next timeout, and the timeout
+                // it reports after an offer without media can be a second away: drive one
+                // now so the first checks leave with the answer, as a browser's do.
+                peer.rtc.handle_input(Input::Timeout(Instant::now()))?;
                 peer.drain(&mut self.events)?;
                 self.handle_events(TOKEN_SUB, shared);
                 self.send(signal_request::Message::Answer(proto::SessionDescription {
