@@ -65,3 +65,63 @@ pub fn declared_samples(text: &str) -> Vec<String> {
     }
     out
 }
+
+/// Sample names (without labels) in a scrape.
+fn sample_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Metric names a PromQL expression uses (ours, coturn's and livekit-server's prefixes).
+fn expr_metrics(expr: &str) -> Vec<String> {
+    const PREFIXES: [&str; 4] = ["turn_", "switchyard_", "stun_", "livekit_"];
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| PREFIXES.iter().any(|p| w.starts_with(p)))
+        .map(str::to_string)
+        .collect()
+}
+
+fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => dashboard_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| dashboard_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// The metrics `docker/grafana/<dashboard>` queries that the scrape `text` neither has
+/// nor declares. Panics if the dashboard has fewer than `min_queries` queries or a query
+/// names no metric, so an empty or broken dashboard cannot pass.
+pub fn dashboard_gaps(dashboard: &str, text: &str, min_queries: usize) -> Vec<String> {
+    let path = crate::package_dir()
+        .join("../docker/grafana")
+        .join(dashboard);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("valid JSON");
+    let mut exprs = Vec::new();
+    dashboard_exprs(&json, &mut exprs);
+    assert!(
+        exprs.len() >= min_queries,
+        "{dashboard} has {} queries",
+        exprs.len()
+    );
+    let mut exported = sample_names(text);
+    exported.extend(declared_samples(text));
+    let mut queried = std::collections::BTreeSet::new();
+    for e in &exprs {
+        let names = expr_metrics(e);
+        assert!(!names.is_empty(), "query names no metric: {e}");
+        queried.extend(names);
+    }
+    queried.difference(&exported).cloned().collect()
+}

@@ -119,3 +119,107 @@ fn wrong_api_secret_fails_clearly() {
         done.output
     );
 }
+
+/// `prometheus.port`: while a loadgen call runs, the room, participants and tracks show up
+/// under livekit-server's metric names and the packet counters move; when everyone has
+/// left, the participant and track gauges are back at zero (nothing leaked).
+#[test]
+fn metrics_follow_a_call_and_return_to_zero() {
+    let p = switchyard_tests::ports::allocate();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], p.relay_min));
+    let port = p.relay_min.to_string();
+    let server = need!(LivekitServer::start(&[
+        "--config-body",
+        &format!("prometheus:\n  port: {port}\n")
+    ]));
+    let scrape = || switchyard_tests::metrics::scrape(metrics);
+    let sample = |text: &str, series: &str| {
+        switchyard_tests::metrics::sample(text, series)
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let before = scrape();
+    assert_eq!(sample(&before, "livekit_participant_total"), 0.0);
+    let run = std::thread::scope(|s| {
+        let call = s.spawn(|| {
+            loadgen(
+                &server,
+                "loadgen-metrics",
+                &[
+                    "--api-secret",
+                    API_SECRET,
+                    "--publishers",
+                    "2",
+                    "--subscribers",
+                    "1",
+                    "--video-kbps",
+                    "300",
+                    "--duration",
+                    "4",
+                    "--room",
+                    "metrics-room",
+                ],
+            )
+        });
+        // Mid-call: joins take well under a second, the window is four.
+        std::thread::sleep(Duration::from_millis(2500));
+        let during = scrape();
+        (call.join().unwrap(), during)
+    });
+    let (done, during) = run;
+    assert!(
+        done.success(),
+        "loadgen failed:\n{}",
+        tail(&done.output, 20)
+    );
+    assert_eq!(sample(&during, "livekit_room_total"), 1.0, "{during}");
+    assert_eq!(
+        sample(&during, "livekit_participant_total"),
+        3.0,
+        "{during}"
+    );
+    assert_eq!(
+        sample(&during, "livekit_track_published_total{kind=\"video\"}"),
+        2.0,
+        "{during}"
+    );
+    assert_eq!(
+        sample(&during, "livekit_track_published_total{kind=\"audio\"}"),
+        2.0,
+        "{during}"
+    );
+    // Two publishers' two tracks to the other two participants each.
+    assert_eq!(
+        sample(&during, "livekit_track_subscribed_total"),
+        8.0,
+        "{during}"
+    );
+    assert!(sample(&during, "livekit_packet_total{direction=\"outgoing\"}") > 500.0);
+    // After the call: gauges back to zero; counters only grew.
+    let mut after = scrape();
+    for _ in 0..50 {
+        if sample(&after, "livekit_participant_total") == 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        after = scrape();
+    }
+    assert_eq!(sample(&after, "livekit_participant_total"), 0.0, "{after}");
+    assert_eq!(
+        sample(&after, "livekit_track_subscribed_total"),
+        0.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "livekit_track_published_total{kind=\"video\"}"),
+        0.0
+    );
+    let incoming = |t: &str| sample(t, "livekit_packet_total{direction=\"incoming\"}");
+    assert!(incoming(&after) >= incoming(&during));
+    assert!(sample(&after, "livekit_packet_bytes_total{direction=\"incoming\"}") > 100_000.0);
+    // Every metric the Grafana dashboard queries is one the server exports.
+    let gaps = switchyard_tests::metrics::dashboard_gaps("switchyard-livekit.json", &after, 10);
+    assert!(
+        gaps.is_empty(),
+        "dashboard queries unexported metrics: {gaps:?}"
+    );
+}

@@ -2,7 +2,7 @@
 //! queries, `max-bps` / `bps-capacity` measured end to end with the load generator,
 //! `SIGHUP` reloads under load (the faults test), and `proc-user`. Switchyard only.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -131,40 +131,6 @@ fn wait_allocations(server: &TestServer, n: f64, within: Duration) -> bool {
     false
 }
 
-/// Sample names (without labels) in a scrape.
-fn sample_names(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Metric names a PromQL expression uses (ours and coturn's prefixes).
-fn expr_metrics(expr: &str) -> Vec<String> {
-    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| {
-            w.starts_with("turn_") || w.starts_with("switchyard_") || w.starts_with("stun_")
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                match (k.as_str(), v) {
-                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
-                    _ => dashboard_exprs(v, out),
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|v| dashboard_exprs(v, out)),
-        _ => {}
-    }
-}
-
 #[test]
 fn metrics_health_and_every_dashboard_query_is_exported() {
     let Some(bin) = switchyard() else { return };
@@ -252,24 +218,10 @@ fn metrics_health_and_every_dashboard_query_is_exported() {
     assert!(sample(&text, "switchyard_turn_recv_batch_size_count{worker=\"0\"}").is_some());
 
     // Every metric the Grafana dashboard queries is one the server exports.
-    let path = switchyard_tests::package_dir().join("../docker/grafana/switchyard-turn.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("valid JSON");
-    let mut exprs = Vec::new();
-    dashboard_exprs(&json, &mut exprs);
-    assert!(exprs.len() >= 8, "dashboard has {} queries", exprs.len());
-    let mut exported = sample_names(&text);
-    exported.extend(metrics::declared_samples(&text));
-    let mut queried = BTreeSet::new();
-    for e in &exprs {
-        let names = expr_metrics(e);
-        assert!(!names.is_empty(), "query names no metric: {e}");
-        queried.extend(names);
-    }
-    let missing: Vec<_> = queried.difference(&exported).collect();
+    let gaps = metrics::dashboard_gaps("switchyard-turn.json", &text, 8);
     assert!(
-        missing.is_empty(),
-        "dashboard queries unexported metrics: {missing:?}"
+        gaps.is_empty(),
+        "dashboard queries unexported metrics: {gaps:?}"
     );
 }
 

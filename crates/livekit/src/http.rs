@@ -89,6 +89,9 @@ pub async fn serve(
         Instant::now(),
     );
     let hub = Arc::new(Mutex::new(Hub::new(settings.clone(), udp.clone(), router)));
+    if let Some(port) = settings.prometheus_port {
+        metrics(SocketAddr::new(bind_ip, port), hub.clone())?;
+    }
     {
         let hub = hub.clone();
         let sockets = crate::media::Sockets { udp, tcp };
@@ -237,6 +240,31 @@ async fn rtc(
         return StatusCode::NOT_FOUND.into_response();
     };
     upgrade(app, q, headers, ws, "/rtc")
+}
+
+/// `prometheus.port`: livekit-server's metrics on `/metrics`, plus `/`, `/healthz` and
+/// `/readyz`, served from a thread of their own.
+fn metrics(addr: SocketAddr, hub: Arc<Mutex<Hub>>) -> std::io::Result<()> {
+    use switchyard_telemetry::http::{Endpoint, Health};
+    use switchyard_telemetry::livekit::LiveKitCollector;
+    let listener = std::net::TcpListener::bind(addr)?;
+    let counters = hub.lock().expect("hub lock").counters.clone();
+    let mut registry = switchyard_telemetry::Registry::default();
+    registry.register_collector(Box::new(LiveKitCollector::new(counters, move || {
+        hub.lock().expect("hub lock").gauges()
+    })));
+    let health = Arc::new(Health::default());
+    health.set_ready(true);
+    tracing::info!(%addr, "prometheus metrics endpoint");
+    switchyard_telemetry::http::serve(
+        listener,
+        Endpoint {
+            metrics_path: "/metrics".into(),
+            registry,
+            health,
+        },
+    )?;
+    Ok(())
 }
 
 /// Validates and upgrades a signalling request. `/rtc/v1` needs a `join_request`; `/rtc`

@@ -95,6 +95,8 @@ pub(crate) struct Hub {
     tcp_out: Vec<Transmit>,
     /// `webhook:` configured: lifecycle events go out from here.
     webhooks: Option<Webhooks>,
+    /// Media counters for `/metrics`, added to by the media thread.
+    pub(crate) counters: Arc<switchyard_telemetry::livekit::SfuCounters>,
 }
 
 pub(crate) fn unix_now() -> (i64, i64) {
@@ -157,6 +159,7 @@ impl Hub {
             by_router: HashMap::new(),
             next_session: 1,
             tcp_out: Vec::new(),
+            counters: Arc::default(),
         }
     }
 
@@ -1013,6 +1016,26 @@ impl Hub {
     /// ICE-TCP datagrams produced since the last call.
     pub(crate) fn take_tcp(&mut self) -> Vec<Transmit> {
         std::mem::take(&mut self.tcp_out)
+    }
+
+    /// Rooms, participants, published tracks by kind and forwarded tracks, for `/metrics`.
+    pub(crate) fn gauges(&self) -> switchyard_telemetry::livekit::SfuGauges {
+        let mut g = switchyard_telemetry::livekit::SfuGauges {
+            rooms: self.rooms.len() as u64,
+            ..Default::default()
+        };
+        for p in self.rooms.values().flat_map(|r| r.participants.values()) {
+            g.participants += 1;
+            g.subscriptions += self.router.outgoing(p.router).len() as u64;
+            for t in p.tracks.iter().filter(|t| t.router.is_some()) {
+                if t.info.r#type == proto::TrackType::Video as i32 {
+                    g.video_tracks += 1;
+                } else {
+                    g.audio_tracks += 1;
+                }
+            }
+        }
+        g
     }
 
     pub(crate) fn next_timeout(&self) -> Option<Instant> {

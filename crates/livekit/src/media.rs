@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_netio::{RecvBatch, SendBatch};
 use switchyard_sfu::{Protocol, Transmit};
+use switchyard_telemetry::livekit::SfuCounters;
 
 use crate::hub::Hub;
 
@@ -81,6 +82,7 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
     let local = LocalAddrs { advertised };
     let mut conns: HashMap<SocketAddr, TcpConn> = HashMap::new();
     let mut events = mio::Events::with_capacity(16);
+    let counters = hub.lock().expect("hub lock").counters.clone();
     let mut rx = RecvBatch::new(0, MAX_DATAGRAM, 0);
     let mut out: Vec<Transmit> = Vec::with_capacity(switchyard_netio::BATCH * 4);
     loop {
@@ -108,11 +110,14 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
                 break;
             }
             let now = Instant::now();
+            let (mut bytes, mut unclaimed) = (0u64, 0u64);
             {
                 let mut h = hub.lock().expect("hub lock");
                 for i in 0..n {
                     let meta = rx.meta(i);
+                    bytes += rx.payload(i).len() as u64;
                     if meta.truncated {
+                        unclaimed += 1;
                         continue;
                     }
                     let destination = local.for_peer(&meta.source, udp_port);
@@ -124,11 +129,13 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
                         rx.payload(i),
                     ) {
                         tracing::trace!(source = %meta.source, "datagram for no connection");
+                        unclaimed += 1;
                     }
                 }
                 h.flush_into(&mut out);
             }
-            send_all(&socket, &mut out);
+            counters.received(n as u64, bytes, unclaimed);
+            send_all(&socket, &mut out, &counters);
             if n < switchyard_netio::BATCH {
                 break;
             }
@@ -143,7 +150,7 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
             h.flush_into(&mut out);
             h.take_tcp()
         };
-        send_all(&socket, &mut out);
+        send_all(&socket, &mut out, &counters);
         for t in tcp_out {
             if let Some(c) = conns.get_mut(&t.destination) {
                 let len = u16::try_from(t.contents.len()).unwrap_or(u16::MAX);
@@ -168,16 +175,24 @@ fn readiness(udp: &Arc<UdpSocket>) -> std::io::Result<(mio::Poll, mio::net::UdpS
 }
 
 /// Sends the collected datagrams with `sendmmsg`, a batch at a time, and empties `out`.
-fn send_all(socket: &mio::net::UdpSocket, out: &mut Vec<Transmit>) {
+fn send_all(socket: &mio::net::UdpSocket, out: &mut Vec<Transmit>, counters: &SfuCounters) {
     for chunk in out.chunks(switchyard_netio::BATCH) {
         let mut batch = SendBatch::new();
+        let mut bytes = 0u64;
         for t in chunk {
             batch.push(t.destination, &t.contents);
+            bytes += t.contents.len() as u64;
         }
         let report = batch.flush(socket);
         if let Some(e) = report.error {
             tracing::debug!(error = %e, dropped = report.dropped, "udp send");
         }
+        let dropped = report.dropped as u64;
+        counters.sent(
+            chunk.len() as u64 - dropped.min(chunk.len() as u64),
+            bytes,
+            dropped,
+        );
     }
     out.clear();
 }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub webhook: Option<crate::WebhookConfig>,
     /// STUN/TURN servers for `JoinResponse.ice_servers` (embedded TURN first).
     pub ice_servers: Vec<crate::IceServer>,
+    /// `prometheus.port` / `prometheus_port`: metrics on `/metrics` of this port.
+    pub prometheus_port: Option<u16>,
 }
 
 impl Default for Settings {
@@ -54,6 +56,7 @@ impl Default for Settings {
             departure_timeout: Duration::from_secs(20),
             webhook: None,
             ice_servers: Vec::new(),
+            prometheus_port: None,
         }
     }
 }

@@ -115,6 +115,7 @@ fn settings(c: &LiveKitConfig) -> Settings {
             urls: w.urls.clone(),
         }),
         ice_servers: Vec::new(),
+        prometheus_port: c.prometheus_port,
     }
 }
 

@@ -7,10 +7,14 @@
 //! - [`turn`]: the TURN relay's metrics. Workers never lock per packet: each owns a
 //!   [`turn::WorkerMetrics`] of atomics it overwrites with its plain counters every few
 //!   milliseconds; a scrape adds the workers up ([`turn::TurnCollector`]).
+//! - [`livekit`]: the SFU's metrics under livekit-server's names: media counters the media
+//!   thread adds to once per batch, room gauges read from the signalling state at scrape
+//!   time.
 
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod livekit;
 pub mod turn;
 
 pub use prometheus_client::registry::Registry;

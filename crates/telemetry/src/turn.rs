@@ -203,7 +203,7 @@ impl TurnCollector {
 }
 
 /// A gauge under an exact (coturn) name, optionally with labels.
-fn gauge<L: prometheus_client::encoding::EncodeLabelSet>(
+pub(crate) fn gauge<L: prometheus_client::encoding::EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -217,7 +217,7 @@ fn gauge<L: prometheus_client::encoding::EncodeLabelSet>(
 }
 
 /// An unlabelled gauge under an exact name.
-fn gauge1(
+pub(crate) fn gauge1(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -229,7 +229,7 @@ fn gauge1(
 }
 
 /// A counter (exported as `<name>_total`) with one label.
-fn counter_family(
+pub(crate) fn counter_family(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -244,7 +244,7 @@ fn counter_family(
     Ok(())
 }
 
-fn counter(
+pub(crate) fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

@@ -177,6 +177,8 @@ pub struct LiveKitConfig {
     pub room: RoomConfig,
     pub turn: EmbeddedTurn,
     pub webhook: Option<WebhookConfig>,
+    /// `prometheus.port` (or the older `prometheus_port`): metrics on `/metrics`.
+    pub prometheus_port: Option<u16>,
     /// `logging.level` (info).
     pub log_level: String,
     /// `--ice-tcp-only` (switchyard only): advertise ICE-TCP candidates alone, a diagnostic
@@ -223,6 +225,7 @@ impl Default for LiveKitConfig {
                 per_user_limit: 0,
             },
             webhook: None,
+            prometheus_port: None,
             log_level: "info".into(),
             ice_tcp_only: false,
             warnings: Vec::new(),
@@ -298,6 +301,11 @@ impl LiveKitConfig {
         } else {
             kv("turn", "off".into());
         }
+        kv(
+            "prometheus.port",
+            self.prometheus_port
+                .map_or_else(|| "off".to_owned(), |p| p.to_string()),
+        );
         kv("rtc.stun_servers", format!("{:?}", self.rtc.stun_servers));
         kv("rtc.turn_servers", format!("{:?}", self.rtc.turn_servers));
         match &self.webhook {

@@ -157,6 +157,10 @@ impl Walker<'_> {
                 }
             }
             "development" => c.dev = boolean(v, at, key)?,
+            "prometheus_port" | "prometheus.port" => {
+                let p = port(v, at, key, true)?;
+                c.prometheus_port = (p > 0).then_some(p);
+            }
             "rtc.udp_port" => c.rtc.udp_port = Some(udp_port(v, at, key)?),
             "rtc.tcp_port" => c.rtc.tcp_port = port(v, at, key, true)?,
             "rtc.port_range_start" => {
