@@ -96,6 +96,11 @@ impl LivekitServer {
         strip_ansi(&self.log()).matches(&needle).count()
     }
 
+    /// The server's process id (for its RSS and CPU in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn assert_alive(&mut self) {
         if let Some(st) = self.child.exited() {
             panic!("switchyard livekit died ({st}):\n{}", self.log_tail(40));

@@ -1,7 +1,7 @@
 //! Bad input against `switchyard livekit`: tokens that must be refused (before the WebSocket
 //! upgrade, with livekit-server's statuses), grants that must be enforced, malformed and
 //! oversized signalling frames, and a client that vanishes without a leave. After each, the
-//! server must still serve the next valid client.
+//! server must still serve the next valid client; a loop of joins and leaves leaks nothing.
 
 use livekit_protocol as proto;
 use proto::{signal_request, signal_response};
@@ -366,4 +366,73 @@ fn silent_client_times_out() {
         server.log_tail(20)
     );
     assert!(server.log().contains("ping timeout"));
+}
+
+/// Resident set size of `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// 100 joins, half leaving cleanly and half vanishing (the TCP connection dropped with no
+/// leave), in rooms that come and go: participants and rooms return to zero and memory
+/// does not grow with the number of sessions served.
+#[test]
+fn joins_and_leaves_in_a_loop_leak_nothing() {
+    let p = switchyard_tests::ports::allocate();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], p.relay_min));
+    let body = format!(
+        "prometheus:\n  port: {}\nroom:\n  departure_timeout: 1\n",
+        p.relay_min
+    );
+    let mut server = need!(LivekitServer::start(&["--config-body", &body]));
+    let gauge = |name: &str| {
+        let text = switchyard_tests::metrics::scrape(metrics);
+        switchyard_tests::metrics::sample(&text, name).unwrap_or_else(|| panic!("{name}:\n{text}"))
+    };
+    let session = |i: usize| {
+        let room = format!("loop-{}", i % 5);
+        let (mut ws, j) = join(&server, &format!("p{i}"), &room, json!({}));
+        assert!(j.participant.is_some());
+        if i % 2 == 0 {
+            send(
+                &mut ws,
+                signal_request::Message::Leave(proto::LeaveRequest::default()),
+            );
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        }
+        // Odd sessions just vanish.
+        drop(ws);
+    };
+    // A vanished participant is kept for the 10 s in which it may resume, then its room
+    // for the 1 s departure timeout.
+    let settle = |what: &str| {
+        let end = Instant::now() + Duration::from_secs(25);
+        while gauge("livekit_participant_total") != 0.0 || gauge("livekit_room_total") != 0.0 {
+            assert!(Instant::now() < end, "{what}: participants or rooms stayed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Warm-up: allocator pools, thread stacks, lazily built state.
+    for i in 0..20 {
+        session(i);
+    }
+    settle("warm-up");
+    let before = rss_kib(server.pid());
+    for i in 20..120 {
+        session(i);
+    }
+    settle("after 100 sessions");
+    let after = rss_kib(server.pid());
+    eprintln!("server RSS over 100 sessions: {before} KiB -> {after} KiB");
+    server.assert_alive();
+    assert!(
+        after <= before + 2048,
+        "RSS grew from {before} KiB to {after} KiB over 100 sessions"
+    );
 }
