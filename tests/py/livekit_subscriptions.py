@@ -1,7 +1,8 @@
 """Manual subscriptions, driven by LiveKit's own SDKs: bob connects with
 auto_subscribe=False (native SDK, PyPI livekit) and receives nothing until a track is named,
 by the server (livekit-api UpdateSubscriptions) or by bob himself (set_subscribed); carol,
-connected with the default, receives everything at once.
+connected with the default, receives everything at once, and connection-quality grades
+for the room (EXCELLENT on loopback).
 Prints one JSON object on the last line; exit 0 only if every check held.
 
     python livekit_subscriptions.py <ws-url> <http-url> <api-key> <api-secret> <room>
@@ -35,11 +36,16 @@ async def until(pred, timeout=10):
 
 
 async def main():
-    seen = {"bob_pub": [], "bob_sub": [], "bob_unsub": [], "carol_sub": [], "bob_frames": 0}
+    seen = {"bob_pub": [], "bob_sub": [], "bob_unsub": [], "carol_sub": [], "bob_frames": 0, "carol_quality": {}}
     alice, bob, carol = rtc.Room(), rtc.Room(), rtc.Room()
     bob.on("track_published", lambda pub, p: seen["bob_pub"].append(pub.sid))
     bob.on("track_unsubscribed", lambda t, pub, p: seen["bob_unsub"].append(pub.sid))
     carol.on("track_subscribed", lambda t, pub, p: seen["carol_sub"].append(pub.sid))
+    # connection_quality: grades for everyone in the room, carol included.
+    carol.on(
+        "connection_quality_changed",
+        lambda p, q: seen["carol_quality"].__setitem__(p.identity, int(q)),
+    )
 
     async def count_frames(track):
         async for _ in rtc.AudioStream(track):
@@ -89,6 +95,11 @@ async def main():
         remote.set_subscribed(True)
         checks["bob_resubscribed_himself"] = await until(lambda: seen["bob_sub"].count(pub.sid) >= 2)
 
+        excellent = int(rtc.ConnectionQuality.QUALITY_EXCELLENT)
+        checks["quality_for_alice_and_carol"] = await until(
+            lambda: seen["carol_quality"].get("alice") == excellent
+            and seen["carol_quality"].get("carol") == excellent
+        )
         try:
             await lk.room.update_subscriptions(
                 api.UpdateSubscriptionsRequest(room=ROOM, identity="nobody", track_sids=[pub.sid], subscribe=True)

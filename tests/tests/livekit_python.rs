@@ -145,6 +145,7 @@ fn room_service_changes_reach_participants() {
 /// `autoSubscribe: false`: a participant receives a track only once the server
 /// (UpdateSubscriptions through livekit-api) or the participant itself (`set_subscribed`)
 /// names it, and can drop it again; a default participant receives everything at once.
+/// The same room's `connection_quality` grades reach the native SDK.
 #[test]
 fn manual_subscriptions_follow_the_server_and_the_client() {
     let py = need!(livekit_python());

@@ -112,6 +112,18 @@ pub async fn serve(
     {
         let hub = hub.clone();
         tokio::spawn(async move {
+            // str0m reports stream statistics every 2 s; grade at the same pace.
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let mut h = hub.lock().expect("hub lock");
+                h.quality_tick();
+            }
+        });
+    }
+    {
+        let hub = hub.clone();
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;

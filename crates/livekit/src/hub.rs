@@ -28,6 +28,7 @@ use crate::settings::Settings;
 
 mod admin;
 mod dynacast;
+mod quality;
 mod subscriptions;
 use crate::token::Claims;
 use crate::webhook::Webhooks;
@@ -68,6 +69,8 @@ pub(crate) struct Participant {
     pub(crate) tx: Option<Tx>,
     /// Bumped on every new session so a stale session's cleanup is a no-op.
     pub(crate) session: u64,
+    /// The connection-quality grade last sent to the room.
+    quality: Option<quality::Grade>,
     next_offer_id: u32,
 }
 
@@ -352,6 +355,7 @@ impl Hub {
                 tracks: Vec::new(),
                 tx: Some(tx),
                 session,
+                quality: None,
                 next_offer_id: 1,
             },
         );

@@ -20,6 +20,7 @@ mod router;
 
 pub use ids::{ParticipantId, PcRole, TrackId};
 pub use router::{
-    Event, LayerChoice, PcMode, Router, RouterConfig, SfuError, Subscribe, TrackKind, TrackLabel,
+    Event, LayerChoice, LinkStats, PcMode, Router, RouterConfig, SfuError, Subscribe, TrackKind,
+    TrackLabel,
 };
 pub use str0m::net::{Protocol, Transmit};

@@ -154,11 +154,48 @@ struct Pc {
     channels: HashMap<ChannelId, String>,
     connected: bool,
     dead: bool,
+    /// What str0m's periodic stream statistics said since the caller last asked.
+    link: Option<LinkStats>,
+    /// Per outgoing stream: packets sent and NACKs received at the last report.
+    egress_seen: HashMap<(Mid, Option<Rid>), (u64, u64)>,
 }
+
+/// How a participant's connections fare: the worst packet loss and the longest
+/// round-trip time any of its streams reported in an interval. Loss on what it publishes
+/// is counted by us from sequence gaps; loss on what it receives comes from its RTCP
+/// receiver reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkStats {
+    /// Fraction lost, 0.0..=1.0.
+    pub loss: f32,
+    pub rtt: Option<Duration>,
+}
+
+impl LinkStats {
+    fn merge(into: &mut Option<LinkStats>, loss: Option<f32>, rtt: Option<Duration>) {
+        if loss.is_none() && rtt.is_none() {
+            return;
+        }
+        let l = into.get_or_insert(LinkStats {
+            loss: 0.0,
+            rtt: None,
+        });
+        if let Some(loss) = loss {
+            l.loss = l.loss.max(loss.clamp(0.0, 1.0));
+        }
+        l.rtt = l.rtt.max(rtt);
+    }
+}
+
+/// How often str0m reports stream statistics (loss, RTT) for connection quality.
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Pc {
     fn new(now: Instant, config: &RouterConfig) -> Self {
-        let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_stats_interval(Some(STATS_INTERVAL))
+            .build(now);
         for addr in &config.candidates {
             if let Ok(c) = Candidate::host(*addr, "udp") {
                 rtc.add_local_candidate(c);
@@ -180,6 +217,8 @@ impl Pc {
             channels: HashMap::new(),
             connected: false,
             dead: false,
+            link: None,
+            egress_seen: HashMap::new(),
         }
     }
 
@@ -616,6 +655,22 @@ impl Router {
         Ok(())
     }
 
+    /// The worst loss and RTT any stream of the participant's connections reported since
+    /// the last call (`None`: no stream reported, e.g. no media flows yet).
+    pub fn take_link_stats(&mut self, id: ParticipantId) -> Option<LinkStats> {
+        let p = self.participants.get_mut(&id)?;
+        let mut out = None;
+        for pc in [p.publisher.as_mut(), p.subscriber.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(l) = pc.link.take() {
+                LinkStats::merge(&mut out, Some(l.loss), l.rtt);
+            }
+        }
+        out
+    }
+
     /// Whether `subscriber` receives (or is about to receive) `track`.
     pub fn is_subscribed(&self, subscriber: ParticipantId, track: TrackId) -> bool {
         self.participants.get(&subscriber).is_some_and(|p| {
@@ -993,6 +1048,26 @@ impl Router {
                         if role == PcRole::Subscriber || mode == PcMode::Single =>
                     {
                         keyframe_requests.push(k.mid)
+                    }
+                    RtcEvent::MediaIngressStats(st) => {
+                        LinkStats::merge(&mut pc.link, st.loss, st.rtt);
+                    }
+                    RtcEvent::MediaEgressStats(st) => {
+                        // Receiver reports count what is still missing after NACK repair;
+                        // the share of packets the subscriber asked for again is what
+                        // its link actually lost.
+                        let (packets, nacks) = pc
+                            .egress_seen
+                            .insert((st.mid, st.rid), (st.packets, st.nacks))
+                            .unwrap_or((0, 0));
+                        let sent = st.packets.saturating_sub(packets);
+                        let asked = st.nacks.saturating_sub(nacks);
+                        let nack_loss = (sent > 0).then(|| asked as f32 / sent as f32);
+                        let loss = match (st.loss, nack_loss) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            (a, b) => a.or(b),
+                        };
+                        LinkStats::merge(&mut pc.link, loss, st.rtt);
                     }
                     RtcEvent::ChannelOpen(cid, label) => {
                         pc.channels.insert(cid, label);

@@ -447,8 +447,14 @@ fn audio_video_and_data_cross_the_router() {
 #[test]
 fn losses_to_a_subscriber_are_repaired() {
     let Call {
-        mut w, video_mid, ..
+        mut w,
+        a,
+        b,
+        video_mid,
+        ..
     } = call();
+    // Whatever the call setup reported is not part of this test.
+    let _ = (w.router.take_link_stats(a), w.router.take_link_stats(b));
     w.loss_to = Some((w.clients[1].addr, 12));
     let vpt = pt_for(&mut w.clients[0].rtc, video_mid, Codec::Vp8);
     for i in 0..30u64 {
@@ -481,6 +487,18 @@ fn losses_to_a_subscriber_are_repaired() {
         frames.iter().all(|f| f.data.len() == 3210),
         "a frame arrived damaged"
     );
+    // Connection quality's input: B's receiver reports show the loss on its downlink;
+    // A's uplink lost nothing.
+    let b_link = w.router.take_link_stats(b).expect("stats for B");
+    assert!(
+        b_link.loss > 0.02 && b_link.loss < 0.3,
+        "B's reported loss {b_link:?} with {} of its packets dropped",
+        w.dropped
+    );
+    let a_link = w.router.take_link_stats(a).expect("stats for A");
+    assert!(a_link.loss < 0.01, "A lost nothing: {a_link:?}");
+    // Taken: nothing new until the next report.
+    assert_eq!(w.router.take_link_stats(b), None);
 }
 
 impl World {
