@@ -5,7 +5,8 @@
 #
 # Settings (environment):
 #   FLAVOUR=turn|livekit           turn (default): the coturn drop-in, built without the SFU;
-#                                  livekit: the livekit-server drop-in (default features)
+#                                  livekit: the livekit-server drop-in (the SFU without the
+#                                  load generator)
 #   IMAGE=switchyard-<flavour>:latest   tag of the image
 #   TARGET=auto|musl|gnu           auto: musl when rustup has the target's std and `musl-gcc`
 #                                  is installed (Debian: musl-tools), else glibc with crt-static
@@ -21,7 +22,7 @@ cd "$root"
 flavour="${FLAVOUR:-turn}"
 case "$flavour" in
     turn) features=(--no-default-features) ;;
-    livekit) features=() ;;
+    livekit) features=(--no-default-features --features livekit) ;;
     *) printf 'build.sh: FLAVOUR must be turn or livekit\n' >&2; exit 1 ;;
 esac
 image="${IMAGE:-switchyard-$flavour:latest}"

@@ -61,6 +61,7 @@ pub(crate) fn main(mut args: Vec<OsString>) -> ExitCode {
     // The embedded TURN relay shares a secret with the join responses that hand out its
     // credentials; it never leaves this process.
     let turn_secret = config.turn.enabled.then(random_secret);
+    let mut _embedded_turn = None;
     if let Some(secret) = &turn_secret {
         let started = embedded_turn_args(&config, secret)
             .and_then(|args| {
@@ -68,10 +69,13 @@ pub(crate) fn main(mut args: Vec<OsString>) -> ExitCode {
                     .map_err(|e| anyhow::anyhow!("embedded TURN: {e}"))
             })
             .and_then(crate::turn::start_embedded);
-        if let Err(e) = started {
-            tracing::error!("{e:#}");
-            eprintln!("switchyard livekit: embedded TURN: {e:#}");
-            return ExitCode::FAILURE;
+        match started {
+            Ok(relay) => _embedded_turn = Some(relay),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("switchyard livekit: embedded TURN: {e:#}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     let mut settings = settings(&config);

@@ -3,7 +3,7 @@
 mod alloc_rate;
 mod client;
 mod procstat;
-#[cfg(feature = "livekit")]
+#[cfg(feature = "loadgen-sfu")]
 mod sfu;
 mod turn;
 
@@ -35,7 +35,7 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
                 }
             }
         }
-        #[cfg(feature = "livekit")]
+        #[cfg(feature = "loadgen-sfu")]
         "sfu" => {
             let parsed = match sfu::Args::try_parse_from(&args) {
                 Ok(a) => a,

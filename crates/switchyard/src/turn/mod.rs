@@ -165,15 +165,13 @@ fn run(config: TurnConfig, args: Vec<OsString>, log: LogHandle) -> anyhow::Resul
 }
 
 /// Starts the relay inside another server's process (LiveKit mode's embedded TURN): the
-/// same workers, no signal handling of its own; it runs until the process exits.
-pub(crate) fn start_embedded(config: TurnConfig) -> anyhow::Result<()> {
+/// same workers, no signal handling of its own. The caller holds the result for as long as
+/// the relay should run; the workers end with the process.
+pub(crate) fn start_embedded(config: TurnConfig) -> anyhow::Result<Running> {
     for w in &config.warnings {
         tracing::debug!("embedded TURN: {w}");
     }
-    let running = start(config, Vec::new())?;
-    // The workers live as long as the process; nothing joins them.
-    std::mem::forget(running);
-    Ok(())
+    start(config, Vec::new())
 }
 
 /// Binds every listener, drops privileges and starts one worker thread per core.
