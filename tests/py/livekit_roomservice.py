@@ -9,29 +9,15 @@ Prints one JSON object on the last line; exit 0 only if every check held.
 import asyncio
 import json
 import sys
-import time
 
 from livekit import api, rtc
+from lk_common import join_token, until
 
 WS, HTTP, KEY, SECRET, ROOM = sys.argv[1:6]
 
 
 def token(identity):
-    return (
-        api.AccessToken(KEY, SECRET)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=ROOM))
-        .to_jwt()
-    )
-
-
-async def until(pred, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return False
+    return join_token(KEY, SECRET, ROOM, identity)
 
 
 async def main():

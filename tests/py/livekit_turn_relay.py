@@ -8,30 +8,16 @@ Prints one JSON object on the last line; exit 0 only if every check held.
 import asyncio
 import json
 import sys
-import time
 
-from livekit import api, rtc
+from livekit import rtc
+from lk_common import join_token, until
 from livekit.rtc._proto import room_pb2 as proto_room
 
 WS, KEY, SECRET, ROOM = sys.argv[1:5]
 
 
 def token(identity):
-    return (
-        api.AccessToken(KEY, SECRET)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=ROOM))
-        .to_jwt()
-    )
-
-
-async def until(pred, timeout=15):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return False
+    return join_token(KEY, SECRET, ROOM, identity)
 
 
 async def main():
@@ -68,8 +54,8 @@ async def main():
     feeder = asyncio.ensure_future(feed())
     checks = {}
     try:
-        checks["subscribed_over_relay"] = await until(lambda: seen["subscribed"] >= 1)
-        checks["audio_over_relay"] = await until(lambda: seen["frames"] >= 50)
+        checks["subscribed_over_relay"] = await until(lambda: seen["subscribed"] >= 1, timeout=15)
+        checks["audio_over_relay"] = await until(lambda: seen["frames"] >= 50, timeout=15)
     finally:
         running = False
         feeder.cancel()
