@@ -11,18 +11,10 @@ import json
 import math
 import sys
 
-from livekit import api, rtc
+from livekit import rtc
+from lk_common import join_token as token
 
 W, H = 320, 240
-
-
-def token(key, secret, room, identity):
-    return (
-        api.AccessToken(key, secret)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .to_jwt()
-    )
 
 
 class Subscriber:

@@ -12,7 +12,7 @@ import json
 import sys
 
 from livekit import api, rtc
-from lk_common import join_token, until
+from lk_common import join_token, publish_microphone, until
 
 WS, HTTP, KEY, SECRET, ROOM = sys.argv[1:6]
 
@@ -46,20 +46,7 @@ async def main():
     await alice.connect(WS, token("alice"))
     await bob.connect(WS, token("bob"), rtc.RoomOptions(auto_subscribe=False))
     await carol.connect(WS, token("carol"))
-    source = rtc.AudioSource(48000, 1)
-    track = rtc.LocalAudioTrack.create_audio_track("mic", source)
-    pub = await alice.local_participant.publish_track(
-        track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-    )
-    running = True
-
-    async def feed():
-        frame = rtc.AudioFrame.create(48000, 1, 480)
-        while running:
-            await source.capture_frame(frame)
-            await asyncio.sleep(0.005)
-
-    feeder = asyncio.ensure_future(feed())
+    pub, feeder = await publish_microphone(alice)
     lk = api.LiveKitAPI(HTTP, KEY, SECRET)
     checks = {}
     try:
@@ -94,7 +81,6 @@ async def main():
         except api.TwirpError as e:
             checks["absent_not_found"] = e.code == "not_found"
     finally:
-        running = False
         feeder.cancel()
         await lk.aclose()
         for r in (alice, bob, carol):

@@ -10,7 +10,7 @@ import json
 import sys
 
 from livekit import rtc
-from lk_common import join_token, until
+from lk_common import join_token, publish_microphone, until
 from livekit.rtc._proto import room_pb2 as proto_room
 
 WS, KEY, SECRET, ROOM = sys.argv[1:5]
@@ -38,26 +38,12 @@ async def main():
     bob.on("track_subscribed", on_sub)
     await alice.connect(WS, token("alice"), relay_only)
     await bob.connect(WS, token("bob"), relay_only)
-    source = rtc.AudioSource(48000, 1)
-    track = rtc.LocalAudioTrack.create_audio_track("mic", source)
-    await alice.local_participant.publish_track(
-        track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-    )
-    running = True
-
-    async def feed():
-        frame = rtc.AudioFrame.create(48000, 1, 480)
-        while running:
-            await source.capture_frame(frame)
-            await asyncio.sleep(0.005)
-
-    feeder = asyncio.ensure_future(feed())
+    _, feeder = await publish_microphone(alice)
     checks = {}
     try:
         checks["subscribed_over_relay"] = await until(lambda: seen["subscribed"] >= 1, timeout=15)
         checks["audio_over_relay"] = await until(lambda: seen["frames"] >= 50, timeout=15)
     finally:
-        running = False
         feeder.cancel()
         await alice.disconnect()
         await bob.disconnect()
