@@ -658,12 +658,53 @@ impl Hub {
                     self.hook("track_unpublished", &room, Some(&p.info), Some(&t.info));
                 }
             }
+            Event::StreamState {
+                subscriber,
+                track,
+                paused,
+            } => self.stream_state(subscriber, track, paused),
             Event::Connected { participant, role } => {
                 tracing::debug!(%participant, ?role, "peer connection up");
             }
             Event::Disconnected { participant, role } => {
                 tracing::debug!(%participant, ?role, "peer connection down");
             }
+        }
+    }
+
+    /// Tells a subscriber a track it receives was paused for lack of bandwidth, or
+    /// resumed (`stream_state_update`, which clients show as the track's stream state).
+    fn stream_state(&mut self, subscriber: ParticipantId, track: TrackId, paused: bool) {
+        let Some((room, identity)) = self.by_router.get(&subscriber).cloned() else {
+            return;
+        };
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let Some((publisher, info)) = r.participants.values().find_map(|p| {
+            p.tracks
+                .iter()
+                .find(|t| t.router == Some(track))
+                .map(|t| (p.info.sid.clone(), t.info.sid.clone()))
+        }) else {
+            return;
+        };
+        let state = if paused {
+            proto::StreamState::Paused
+        } else {
+            proto::StreamState::Active
+        };
+        tracing::debug!(room, identity, track = info, ?state, "stream state");
+        if let Some(tx) = r.participants.get(&identity).and_then(|p| p.tx.as_ref()) {
+            let _ = tx.send(signal(signal_response::Message::StreamStateUpdate(
+                proto::StreamStateUpdate {
+                    stream_states: vec![proto::StreamStateInfo {
+                        participant_sid: publisher,
+                        track_sid: info,
+                        state: state as i32,
+                    }],
+                },
+            )));
         }
     }
 

@@ -33,6 +33,9 @@ pub(crate) struct Forwarder {
     /// Added (wrapping) to the input RTP time of the current layer.
     offset: u64,
     last_out: Option<u64>,
+    /// Plain (non-simulcast) video: the receiver has had a keyframe since the stream last
+    /// started or was interrupted, so delta frames decode.
+    synced: bool,
 }
 
 impl Forwarder {
@@ -42,7 +45,15 @@ impl Forwarder {
             current: None,
             offset: 0,
             last_out: None,
+            synced: false,
         }
+    }
+
+    /// The stream stops for a while (paused by the subscriber, or for lack of bandwidth):
+    /// whatever comes next must start with a keyframe. The RTP clock stays continuous.
+    pub(crate) fn interrupt(&mut self) {
+        self.current = None;
+        self.synced = false;
     }
 
     /// The layer currently passed through, if any.
@@ -61,11 +72,17 @@ impl Forwarder {
         time: u64,
     ) -> Verdict {
         if self.target == Target::Paused {
+            self.interrupt();
             return Verdict::Drop;
         }
         let Some(layer) = layer else {
-            // Plain track: one stream, no switching; still rewrite in case it follows a
-            // simulcast stream (never in practice) so the mapping stays a pure function.
+            // Plain track: one stream, no switching, but video restarts on a keyframe.
+            if is_video && !self.synced {
+                if !keyframe {
+                    return Verdict::DropWantKeyframe(0);
+                }
+                self.synced = true;
+            }
             return Verdict::Forward(self.rewrite(time));
         };
         let want = best.unwrap_or(layer);
@@ -141,6 +158,47 @@ mod tests {
         assert_eq!(
             f.on_frame(Some(2), Some(2), false, true, 906_000),
             Verdict::Forward(16_000)
+        );
+    }
+
+    #[test]
+    fn plain_video_starts_and_resumes_on_keyframes() {
+        let mut f = Forwarder::new(Target::Layer(0));
+        assert_eq!(
+            f.on_frame(None, None, false, true, 1),
+            Verdict::DropWantKeyframe(0)
+        );
+        assert_eq!(f.on_frame(None, None, true, true, 2), Verdict::Forward(2));
+        assert_eq!(f.on_frame(None, None, false, true, 3), Verdict::Forward(3));
+        // Audio never waits.
+        let mut a = Forwarder::new(Target::Layer(0));
+        assert_eq!(a.on_frame(None, None, false, false, 7), Verdict::Forward(7));
+        // Paused and resumed: the next delta frame would not decode.
+        f.target = Target::Paused;
+        assert_eq!(f.on_frame(None, None, false, true, 4), Verdict::Drop);
+        f.target = Target::Layer(0);
+        assert_eq!(
+            f.on_frame(None, None, false, true, 5),
+            Verdict::DropWantKeyframe(0)
+        );
+        assert_eq!(f.on_frame(None, None, true, true, 6), Verdict::Forward(6));
+    }
+
+    #[test]
+    fn an_interrupted_layer_waits_for_a_keyframe() {
+        let mut f = Forwarder::new(Target::Layer(1));
+        assert_eq!(
+            f.on_frame(Some(1), Some(1), true, true, 100),
+            Verdict::Forward(100)
+        );
+        f.interrupt();
+        assert_eq!(
+            f.on_frame(Some(1), Some(1), false, true, 200),
+            Verdict::DropWantKeyframe(1)
+        );
+        assert_eq!(
+            f.on_frame(Some(1), Some(1), true, true, 300),
+            Verdict::Forward(3100)
         );
     }
 

@@ -14,8 +14,10 @@
 
 #![forbid(unsafe_code)]
 
+mod allocate;
 mod forward;
 mod ids;
+mod rate;
 mod router;
 
 pub use ids::{ParticipantId, PcRole, TrackId};

@@ -4,13 +4,16 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc, RtcError};
 
+use crate::allocate::{self, Demand, Grant};
 use crate::forward::{Forwarder, Target, Verdict};
+use crate::rate::RateMeter;
 use crate::ids::{ParticipantId, PcRole, TrackId};
 
 /// Labels of the data channels the subscriber connection carries; the publisher side uses
@@ -27,6 +30,20 @@ const LEVEL_STALE: Duration = Duration::from_millis(1000);
 
 /// At most one keyframe request per publisher layer in this interval.
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+
+/// How often layer bitrates are measured and every subscriber's layers re-fitted into its
+/// bandwidth estimate.
+const ALLOCATION_TICK: Duration = Duration::from_millis(500);
+/// The bandwidth a new subscriber connection is assumed to have until its first
+/// congestion-control feedback says otherwise: enough for the middle layer of a couple of
+/// simulcast tracks, which is what a call first shows while the estimate ramps up.
+const INITIAL_ESTIMATE: u64 = 1_500_000;
+/// Layers are fitted into this share of the estimate; the rest absorbs the variation of
+/// video bitrates between measurements (keyframes) so the pacer queue stays short.
+const ESTIMATE_USE: f64 = 0.9;
+/// str0m probes the link towards what the subscriber wants, plus this headroom, so a
+/// step up to a better layer is known to fit before it is taken.
+const PROBE_HEADROOM: f64 = 1.15;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
@@ -116,6 +133,13 @@ pub enum Event {
         participant: ParticipantId,
         role: PcRole,
     },
+    /// A video track `subscriber` receives was paused because its bandwidth estimate
+    /// cannot carry even the lowest layer (`paused`), or resumed.
+    StreamState {
+        subscriber: ParticipantId,
+        track: TrackId,
+        paused: bool,
+    },
 }
 
 /// Which published tracks a participant receives.
@@ -158,6 +182,93 @@ struct Pc {
     link: Option<LinkStats>,
     /// Per outgoing stream: packets sent and NACKs received at the last report.
     egress_seen: HashMap<(Mid, Option<Rid>), (u64, u64)>,
+    /// Connections that send media: the send-side bandwidth estimate.
+    bwe: Option<PcBwe>,
+}
+
+/// A sending connection's bandwidth estimate and what it was last asked to probe for.
+#[derive(Debug, Clone, Copy)]
+struct PcBwe {
+    /// Bits per second: str0m's TWCC estimate, or the client's REMB if it only sends that.
+    estimate: u64,
+    /// The bitrate str0m was last told to probe towards.
+    desired: u64,
+    /// The loss-based limit (see [`PcBwe::on_loss_round`]), when loss imposed one.
+    loss_cap: Option<u64>,
+    /// Bytes sent at the last statistics round, and when.
+    tx: Option<(u64, Instant)>,
+    /// Bits per second sent over the last statistics round.
+    tx_rate: u64,
+    /// A statistics round came in and is not acted on yet; the worst loss any stream
+    /// that sent something in it reported.
+    round: Option<Option<f32>>,
+    /// Since when a track has been paused for lack of bandwidth (or the last retry).
+    starved_since: Option<Instant>,
+}
+
+/// Loss above this share cuts the loss-based limit; below [`LOSS_LOW`] it grows again.
+/// These are the thresholds of Google congestion control's loss-based controller
+/// (draft-ietf-rmcat-gcc §6).
+const LOSS_HIGH: f32 = 0.10;
+const LOSS_LOW: f32 = 0.02;
+/// Growth of the loss-based limit per clean statistics round (2 s).
+const LOSS_CAP_GROWTH: f64 = 1.15;
+/// Growth per round in which nothing was sent to measure loss on.
+const LOSS_CAP_GROWTH_IDLE: f64 = 1.5;
+/// The loss-based limit never goes below this.
+const LOSS_CAP_FLOOR: u64 = 30_000;
+/// A paused track sends nothing the estimator could learn from, and str0m does not probe a
+/// connection without media: after this long the estimate is reset to what the paused
+/// tracks' lowest layers need, so they resume and the link is measured again.
+const STARVED_RETRY: Duration = Duration::from_secs(8);
+
+impl PcBwe {
+    fn new() -> Self {
+        PcBwe {
+            estimate: INITIAL_ESTIMATE,
+            desired: 0,
+            loss_cap: None,
+            tx: None,
+            tx_rate: 0,
+            round: None,
+            starved_since: None,
+        }
+    }
+
+    /// What layers are fitted into.
+    fn budget(&self) -> u64 {
+        self.loss_cap.map_or(self.estimate, |c| c.min(self.estimate))
+    }
+
+    /// str0m's delay-based estimate reacts to queues building up, but a shallow buffer
+    /// that drops instead of queueing shows up as loss only (and str0m's TWCC loss does
+    /// not always see it). So loss reported by the receiver (RTCP receiver reports and
+    /// NACKs) limits the budget too, as in Google congestion control: above 10 % loss the
+    /// limit is cut by half the loss share, below 2 % it grows back until the delay-based
+    /// estimate rules again.
+    fn on_loss_round(&mut self, loss: Option<f32>) {
+        match loss {
+            Some(l) if l > LOSS_HIGH => {
+                let l = f64::from(l.min(1.0));
+                let cap = (self.budget() as f64 * (1.0 - 0.5 * l)) as u64;
+                self.loss_cap = Some(cap.max(LOSS_CAP_FLOOR));
+            }
+            Some(l) if l >= LOSS_LOW => {}
+            clean => {
+                // Nothing sent at all (everything paused): no evidence either way, so try
+                // again sooner.
+                let growth = if clean.is_some() {
+                    LOSS_CAP_GROWTH
+                } else {
+                    LOSS_CAP_GROWTH_IDLE
+                };
+                if let Some(c) = self.loss_cap {
+                    let grown = (c as f64 * growth) as u64;
+                    self.loss_cap = (grown < self.estimate).then_some(grown);
+                }
+            }
+        }
+    }
 }
 
 /// How a participant's connections fare: the worst packet loss and the longest
@@ -191,10 +302,14 @@ impl LinkStats {
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Pc {
-    fn new(now: Instant, config: &RouterConfig) -> Self {
+    /// `sends`: this connection carries media to the participant, so it estimates the
+    /// bandwidth towards it (TWCC) and paces what it sends.
+    fn new(now: Instant, config: &RouterConfig, sends: bool) -> Self {
+        let initial = Bitrate::bps(INITIAL_ESTIMATE);
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_stats_interval(Some(STATS_INTERVAL))
+            .enable_bwe(sends.then_some(initial))
             .build(now);
         for addr in &config.candidates {
             if let Ok(c) = Candidate::host(*addr, "udp") {
@@ -219,6 +334,7 @@ impl Pc {
             dead: false,
             link: None,
             egress_seen: HashMap::new(),
+            bwe: sends.then(PcBwe::new),
         }
     }
 
@@ -247,6 +363,19 @@ struct OutTrack {
     track: TrackId,
     state: OutState,
     fwd: Forwarder,
+    /// What the bandwidth estimate allows (video only); `None` before the first allocation.
+    grant: Option<Grant>,
+}
+
+impl OutTrack {
+    fn new(track: TrackId, target: Target) -> Self {
+        OutTrack {
+            track,
+            state: OutState::ToOpen,
+            fwd: Forwarder::new(target),
+            grant: None,
+        }
+    }
 }
 
 impl OutTrack {
@@ -295,6 +424,8 @@ struct Track {
     /// it was last updated.
     level: f32,
     level_at: Option<Instant>,
+    /// Incoming bitrate per layer (one entry without simulcast).
+    rates: Vec<RateMeter>,
 }
 
 impl Track {
@@ -313,6 +444,19 @@ impl Track {
             .rfind(|i| *i <= cap)
             .or_else(|| (0..self.rids.len()).find(active))
     }
+
+    /// Each layer's measured bitrate, `None` for layers not sent right now.
+    fn layer_rates(&self, now: Instant, into: &mut Vec<Option<u64>>) {
+        into.clear();
+        if self.rids.is_empty() {
+            into.push(self.rates[0].rate());
+            return;
+        }
+        into.extend(self.rates.iter().zip(&self.layer_seen).map(|(r, seen)| {
+            seen.filter(|t| now.saturating_duration_since(*t) < LAYER_ACTIVE)
+                .map(|_| r.rate().unwrap_or(0))
+        }));
+    }
 }
 
 /// All rooms of one SFU instance. See the crate docs.
@@ -328,6 +472,9 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     now: Instant,
+    /// When layer rates were last measured, and when they are next.
+    last_tick: Instant,
+    next_tick: Instant,
 }
 
 impl Router {
@@ -342,6 +489,8 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             now,
+            last_tick: now,
+            next_tick: now + ALLOCATION_TICK,
         }
     }
 
@@ -364,7 +513,7 @@ impl Router {
     ) -> ParticipantId {
         self.now = now;
         let id = ParticipantId(self.next());
-        let mut sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config));
+        let mut sub = (mode == PcMode::Dual).then(|| Pc::new(now, &self.config, true));
         if let Some(pc) = sub.as_mut() {
             self.by_ufrag.insert(pc.ufrag(), (id, PcRole::Subscriber));
         }
@@ -379,11 +528,7 @@ impl Router {
                         .get(&t.owner)
                         .is_some_and(|p| p.room == room)
             })
-            .map(|(id, t)| OutTrack {
-                track: *id,
-                state: OutState::ToOpen,
-                fwd: Forwarder::new(default_target(t)),
-            })
+            .map(|(id, t)| OutTrack::new(*id, default_target(t)))
             .collect();
         self.participants.insert(
             id,
@@ -472,7 +617,10 @@ impl Router {
             .participants
             .get_mut(&id)
             .ok_or(SfuError::NoParticipant)?;
-        let pc = p.publisher.get_or_insert_with(|| Pc::new(now, config));
+        let sends = p.mode == PcMode::Single;
+        let pc = p
+            .publisher
+            .get_or_insert_with(|| Pc::new(now, config, sends));
         let answer = pc.rtc.sdp_api().accept_offer(offer)?;
         // New connection, or an ICE restart that changed our credentials.
         self.by_ufrag.insert(pc.ufrag(), (id, PcRole::Publisher));
@@ -572,11 +720,7 @@ impl Router {
             .collect();
         for s in subs {
             if let Some(p) = self.participants.get_mut(&s) {
-                p.out.push(OutTrack {
-                    track,
-                    state: OutState::ToOpen,
-                    fwd: Forwarder::new(target),
-                });
+                p.out.push(OutTrack::new(track, target));
             }
             self.negotiate(s);
         }
@@ -619,11 +763,7 @@ impl Router {
                 }
             }
             Some(_) => return Ok(()),
-            None => p.out.push(OutTrack {
-                track,
-                state: OutState::ToOpen,
-                fwd: Forwarder::new(target),
-            }),
+            None => p.out.push(OutTrack::new(track, target)),
         }
         self.negotiate(subscriber);
         Ok(())
@@ -833,10 +973,14 @@ impl Router {
             }
             self.drain(id, role);
         }
+        if now >= self.next_tick {
+            self.reallocate(now);
+        }
     }
 
     /// The earliest instant at which [`Router::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let tick = (!self.tracks.is_empty()).then_some(self.next_tick);
         self.participants
             .values()
             .flat_map(|p| {
@@ -846,7 +990,129 @@ impl Router {
                 ]
             })
             .flatten()
+            .chain(tick)
             .min()
+    }
+
+    /// The current bandwidth estimate towards a participant, in bits per second.
+    pub fn bandwidth_estimate(&self, id: ParticipantId) -> Option<u64> {
+        let p = self.participants.get(&id)?;
+        p.pc(PcRole::Subscriber)?.bwe.map(|b| b.budget())
+    }
+
+    /// Closes a measurement window on every track, then fits each subscriber's video
+    /// layers into its bandwidth estimate (see [`crate::allocate`]).
+    fn reallocate(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        self.next_tick = now + ALLOCATION_TICK;
+        for t in self.tracks.values_mut() {
+            for r in &mut t.rates {
+                r.roll(elapsed);
+            }
+        }
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        let mut rates: Vec<Vec<Option<u64>>> = Vec::new();
+        let mut grants = Vec::new();
+        let mut video = Vec::new();
+        for id in ids {
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            let Some(bwe) = p.pc_mut(PcRole::Subscriber).and_then(|pc| pc.bwe.as_mut()) else {
+                continue;
+            };
+            if let Some(loss) = bwe.round.take() {
+                bwe.on_loss_round(loss);
+            }
+            let bwe = *bwe;
+            // Audio first, at what it measures; video tracks in subscription order.
+            let mut audio = 0u64;
+            video.clear();
+            let mut used = 0;
+            for (i, ot) in p.out.iter().enumerate() {
+                if !matches!(ot.state, OutState::Open(_) | OutState::Negotiating(_)) {
+                    continue;
+                }
+                let Some(t) = self.tracks.get(&ot.track) else {
+                    continue;
+                };
+                if t.kind == TrackKind::Audio {
+                    audio += t.rates[0].rate().unwrap_or(0);
+                    continue;
+                }
+                if rates.len() <= used {
+                    rates.push(Vec::new());
+                }
+                t.layer_rates(now, &mut rates[used]);
+                let cap = match ot.fwd.target {
+                    Target::Paused => None,
+                    Target::Layer(n) => Some(n),
+                };
+                video.push((i, cap));
+                used += 1;
+            }
+            let demands: Vec<Demand<'_>> = video
+                .iter()
+                .zip(&rates)
+                .map(|((_, cap), layers)| Demand { cap: *cap, layers })
+                .collect();
+            let budget = (bwe.budget() as f64 * ESTIMATE_USE) as u64;
+            allocate::allocate(budget, audio, &demands, &mut grants);
+            let starving = grants.contains(&Grant::Starved);
+            let retry = starving
+                && bwe
+                    .starved_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= STARVED_RETRY);
+            if retry {
+                let need = (allocate::lowest(audio, &demands) as f64 / ESTIMATE_USE * 1.1) as u64;
+                let fresh = need.max(bwe.estimate);
+                tracing::debug!(%id, estimate = bwe.estimate, fresh, "retrying paused tracks");
+                if let Some(pc) = p.pc_mut(PcRole::Subscriber) {
+                    pc.rtc.bwe().reset(Bitrate::bps(fresh));
+                    if let Some(b) = pc.bwe.as_mut() {
+                        b.estimate = fresh;
+                        b.loss_cap = None;
+                    }
+                }
+                allocate::allocate((fresh as f64 * ESTIMATE_USE) as u64, audio, &demands, &mut grants);
+            }
+            if let Some(b) = p.pc_mut(PcRole::Subscriber).and_then(|pc| pc.bwe.as_mut()) {
+                b.starved_since = match (starving, b.starved_since) {
+                    (false, _) => None,
+                    (true, None) => Some(now),
+                    (true, Some(_)) if retry => Some(now),
+                    (true, t) => t,
+                };
+            }
+            let desired = (allocate::wanted(audio, &demands) as f64 * PROBE_HEADROOM) as u64;
+            drop(demands);
+            for ((i, _), grant) in video.iter().zip(&grants) {
+                let ot = &mut p.out[*i];
+                let was_starved = ot.grant == Some(Grant::Starved);
+                let starved = *grant == Grant::Starved;
+                if starved && !was_starved {
+                    ot.fwd.interrupt();
+                }
+                if starved != was_starved {
+                    tracing::debug!(%id, track = %ot.track, starved, estimate = bwe.estimate, loss_cap = ?bwe.loss_cap, "stream state");
+                    self.events.push_back(Event::StreamState {
+                        subscriber: id,
+                        track: ot.track,
+                        paused: starved,
+                    });
+                }
+                ot.grant = Some(*grant);
+            }
+            // Probing costs padding: only move the target when it changed noticeably.
+            let changed = desired.abs_diff(bwe.desired) > bwe.desired / 10;
+            if changed && let Some(pc) = p.pc_mut(PcRole::Subscriber) {
+                pc.rtc.bwe().set_desired_bitrate(Bitrate::bps(desired));
+                if let Some(b) = pc.bwe.as_mut() {
+                    b.desired = desired;
+                }
+            }
+        }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -1030,6 +1296,7 @@ impl Router {
                                     last_keyframe_request: vec![None; n.max(1)],
                                     level: 0.0,
                                     level_at: None,
+                                    rates: vec![RateMeter::default(); n.max(1)],
                                 },
                             );
                         }
@@ -1049,6 +1316,30 @@ impl Router {
                     {
                         keyframe_requests.push(k.mid)
                     }
+                    RtcEvent::EgressBitrateEstimate(kind) => {
+                        let bps = match kind {
+                            BweKind::Twcc(b) => Some(b.as_u64()),
+                            // REMB comes only from clients that do not do TWCC.
+                            BweKind::Remb(_, b) => Some(b.as_u64()),
+                            _ => None,
+                        };
+                        if let (Some(bwe), Some(bps)) = (pc.bwe.as_mut(), bps) {
+                            bwe.estimate = bps;
+                        }
+                    }
+                    RtcEvent::PeerStats(st) => {
+                        if let Some(b) = pc.bwe.as_mut() {
+                            if let Some((bytes, at)) = b.tx {
+                                let secs = st.timestamp.saturating_duration_since(at).as_secs_f64();
+                                if secs > 0.0 {
+                                    b.tx_rate = (st.bytes_tx.saturating_sub(bytes) as f64 * 8.0
+                                        / secs) as u64;
+                                }
+                            }
+                            b.tx = Some((st.bytes_tx, st.timestamp));
+                            b.round = Some(None);
+                        }
+                    }
                     RtcEvent::MediaIngressStats(st) => {
                         LinkStats::merge(&mut pc.link, st.loss, st.rtt);
                     }
@@ -1067,6 +1358,14 @@ impl Router {
                             (Some(a), Some(b)) => Some(a.max(b)),
                             (a, b) => a.or(b),
                         };
+                        // A stream that sent nothing this round (paused) says nothing
+                        // about the link, whatever its last receiver report said.
+                        if let Some(Some(b)) = pc.bwe.as_mut().map(|b| b.round.as_mut())
+                            && sent > 0
+                            && let Some(l) = loss
+                        {
+                            *b = Some(b.map_or(l, |w| w.max(l)));
+                        }
                         LinkStats::merge(&mut pc.link, loss, st.rtt);
                     }
                     RtcEvent::ChannelOpen(cid, label) => {
@@ -1291,6 +1590,7 @@ impl Router {
         if let Some(l) = layer {
             t.layer_seen[l] = Some(now);
         }
+        t.rates[layer.unwrap_or(0)].add(d.data.len());
         let is_video = t.kind == TrackKind::Video;
         let keyframe = d.is_keyframe();
         let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
@@ -1310,9 +1610,12 @@ impl Router {
                 p.out
                     .iter()
                     .find(|o| o.track == tid)
-                    .and_then(|o| match o.fwd.target {
-                        Target::Layer(cap) => t.best_layer(now, cap),
-                        Target::Paused => None,
+                    .and_then(|o| match (o.fwd.target, o.grant) {
+                        (Target::Layer(cap), Some(Grant::UpTo(fits))) => {
+                            t.best_layer(now, cap.min(fits))
+                        }
+                        (Target::Layer(cap), _) => t.best_layer(now, cap),
+                        (Target::Paused, _) => None,
                     })
             };
             let Some(p) = self.participants.get_mut(&s) else {
@@ -1321,6 +1624,9 @@ impl Router {
             let Some(ot) = p.out.iter_mut().find(|o| o.track == tid) else {
                 continue;
             };
+            if ot.grant == Some(Grant::Starved) {
+                continue;
+            }
             let OutState::Open(mid) = ot.state else {
                 tracing::trace!(%s, %tid, state = ?ot.state, "not open");
                 continue;

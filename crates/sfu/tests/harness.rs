@@ -51,6 +51,44 @@ struct World {
     loss_to: Option<(SocketAddr, u32)>,
     sent_large: u32,
     dropped: u32,
+    /// A bottleneck on the way from the router to one client.
+    bottleneck: Option<Bottleneck>,
+}
+
+/// A link of fixed capacity with a drop-tail queue: what a subscriber's slow downlink
+/// looks like to the router's congestion control (queueing delay, then loss).
+struct Bottleneck {
+    to: SocketAddr,
+    bits_per_sec: u64,
+    /// Longest queueing delay before packets are dropped.
+    max_queue: Duration,
+    busy_until: Instant,
+    queue: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+}
+
+impl Bottleneck {
+    fn new(to: SocketAddr, bits_per_sec: u64, now: Instant) -> Self {
+        Bottleneck {
+            to,
+            bits_per_sec,
+            max_queue: Duration::from_millis(200),
+            busy_until: now,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Queues a packet; false if the queue is full.
+    fn push(&mut self, now: Instant, src: SocketAddr, bytes: Vec<u8>) -> bool {
+        let start = self.busy_until.max(now);
+        if start.saturating_duration_since(now) > self.max_queue {
+            return false;
+        }
+        let wire = (bytes.len() as u64 + 28) * 8;
+        let done = start + Duration::from_micros(wire * 1_000_000 / self.bits_per_sec);
+        self.busy_until = done;
+        self.queue.push_back((done, src, bytes));
+        true
+    }
 }
 
 impl World {
@@ -70,6 +108,7 @@ impl World {
             loss_to: None,
             sent_large: 0,
             dropped: 0,
+            bottleneck: None,
         }
     }
 
@@ -78,6 +117,22 @@ impl World {
         for _ in 0..rounds {
             let mut to_router: VecDeque<(SocketAddr, Vec<u8>)> = VecDeque::new();
             let mut to_client: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
+            if let Some(b) = &mut self.bottleneck
+                && let Some(c) = self.clients.iter_mut().find(|c| c.addr == b.to)
+            {
+                while b.queue.front().is_some_and(|(at, ..)| *at <= self.now) {
+                    let (_, src, bytes) = b.queue.pop_front().unwrap();
+                    let r = Receive {
+                        proto: Protocol::Udp,
+                        source: src,
+                        destination: b.to,
+                        contents: bytes.as_slice().try_into().unwrap(),
+                    };
+                    c.rtc
+                        .handle_input(Input::Receive(self.now, r))
+                        .expect("client input");
+                }
+            }
             loop {
                 for c in &mut self.clients {
                     loop {
@@ -117,6 +172,14 @@ impl World {
                             self.dropped += 1;
                             continue;
                         }
+                    }
+                    if let Some(b) = &mut self.bottleneck
+                        && b.to == dst
+                    {
+                        if !b.push(self.now, src, bytes) {
+                            self.dropped += 1;
+                        }
+                        continue;
                     }
                     if let Some(c) = self.clients.iter_mut().find(|c| c.addr == dst) {
                         let r = Receive {
@@ -465,7 +528,9 @@ fn losses_to_a_subscriber_are_repaired() {
         let wr = w.clients[0].rtc.writer(video_mid).unwrap();
         wr.write(vpt, now, MediaTime::from_90khz(3000 * i), frame)
             .unwrap();
-        w.run(10, Duration::from_millis(10));
+        // 5 frames a second (130 kbit/s): well within the bandwidth estimate even with
+        // the losses, so the router's congestion control does not pause the track.
+        w.run(20, Duration::from_millis(10));
     }
     w.run(100, Duration::from_millis(10));
     assert!(w.dropped >= 8, "only {} packets dropped", w.dropped);
@@ -628,4 +693,181 @@ fn checks_that_beat_the_answer_are_kept() {
     }
     let up = up.expect("subscriber connection never came up");
     assert!(up <= Duration::from_millis(60), "came up after {up:?}");
+}
+
+/// A VP8 frame of `len` bytes filled with `fill` (which tells the layer apart on receipt).
+fn vp8_sized(key: bool, fill: u8, len: usize) -> Vec<u8> {
+    let mut f = vp8_frame(key, fill);
+    f.resize(len, fill);
+    f
+}
+
+/// A publisher sends three simulcast layers (about 0.1, 0.3 and 1.2 Mbit/s). B's downlink
+/// is unconstrained, C's is a 700 kbit/s bottleneck: the router's TWCC estimate for C falls
+/// and C is moved to the middle layer while B keeps the top one. At 40 kbit/s not even the
+/// lowest layer fits: C's copy is paused and the router says so (stream state), and it
+/// resumes when the link recovers.
+#[test]
+fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
+    use str0m::media::{Rid, Simulcast, SimulcastLayer};
+    const RIDS: [&str; 3] = ["q", "h", "f"];
+    const SIZES: [usize; 3] = [400, 1250, 5000];
+
+    let mut w = World::new();
+    let a = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
+    w.clients.push(Client::new("10.0.0.2:5000", w.now));
+    let (offer, pending, mid) = {
+        let mut api = w.clients[0].rtc.sdp_api();
+        let mut sim = Simulcast::new();
+        for rid in RIDS {
+            sim.add_send_layer(SimulcastLayer::new(rid));
+        }
+        let mid = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some("sv".into()),
+            Some("tv".into()),
+            Some(sim),
+        );
+        let (o, p) = api.apply().unwrap();
+        (o, p, mid)
+    };
+    let answer = w
+        .router
+        .handle_publisher_offer(a, &offer.to_sdp_string(), w.now)
+        .unwrap();
+    w.clients[0]
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    w.run(100, Duration::from_millis(10));
+    let track = w
+        .take_router_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::TrackOpened { track, rids, .. } => {
+                assert_eq!(rids, RIDS);
+                Some(track)
+            }
+            _ => None,
+        })
+        .expect("the video track opens");
+    w.router
+        .publish(
+            track,
+            TrackLabel {
+                stream_id: "PA_a|TR_v".into(),
+                track_id: "TR_v".into(),
+            },
+        )
+        .unwrap();
+    let mut subs = Vec::new();
+    for (i, addr) in ["10.0.0.3:5000", "10.0.0.4:5000"].into_iter().enumerate() {
+        let id = w
+            .router
+            .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
+        w.clients.push(Client::new(addr, w.now));
+        w.answer_offer(id, i + 1);
+        subs.push(id);
+    }
+    let (b, c) = (subs[0], subs[1]);
+    w.run(100, Duration::from_millis(10));
+    let c_addr = w.clients[2].addr;
+    w.bottleneck = Some(Bottleneck::new(c_addr, 700_000, w.now));
+
+    let pt = pt_for(&mut w.clients[0].rtc, mid, Codec::Vp8);
+    let mut frame = 0u64;
+    // Publishes for `secs` of virtual time at 30 fps, a keyframe on every layer twice a
+    // second, in 5 ms network steps.
+    let mut publish = |w: &mut World, secs: u64| {
+        for _ in 0..secs * 30 {
+            let key = frame.is_multiple_of(15);
+            for (l, rid) in RIDS.into_iter().enumerate() {
+                let data = vp8_sized(key, l as u8 + 1, SIZES[l]);
+                let now = w.now;
+                let wr = w.clients[0].rtc.writer(mid).unwrap().rid(Rid::from(rid));
+                wr.write(pt, now, MediaTime::from_90khz(3000 * frame), data)
+                    .unwrap();
+            }
+            frame += 1;
+            w.run(7, Duration::from_micros(33_333 / 7));
+        }
+    };
+    // Which layers each subscriber got (by fill byte), since the last call.
+    let layers_seen = |w: &mut World, client: usize| -> [usize; 3] {
+        let mut n = [0; 3];
+        for e in w.clients[client].events.drain(..) {
+            if let RtcEvent::MediaData(d) = e
+                && let Some(&fill) = d.data.get(100)
+                && (1..=3).contains(&fill)
+            {
+                n[usize::from(fill) - 1] += 1;
+            }
+        }
+        n
+    };
+
+    publish(&mut w, 12);
+    let _ = (layers_seen(&mut w, 1), layers_seen(&mut w, 2));
+    publish(&mut w, 4);
+    let (at_b, at_c) = (layers_seen(&mut w, 1), layers_seen(&mut w, 2));
+    let (est_b, est_c) = (
+        w.router.bandwidth_estimate(b).unwrap(),
+        w.router.bandwidth_estimate(c).unwrap(),
+    );
+    assert!(
+        est_c < 700_000 && est_b > 1_300_000,
+        "estimates B {est_b} C {est_c}"
+    );
+    // 4 s at 30 fps: nearly all of B's frames are the top layer, C's the middle one.
+    assert!(at_b[2] >= 100 && at_b[0] + at_b[1] <= 5, "B got {at_b:?}");
+    assert!(at_c[1] >= 100 && at_c[2] == 0, "C got {at_c:?} (estimate {est_c})");
+    assert!(
+        !w.take_router_events()
+            .iter()
+            .any(|e| matches!(e, Event::StreamState { .. })),
+        "nothing was paused yet"
+    );
+
+    // 40 kbit/s: not even the lowest layer (~110 kbit/s with headers) fits.
+    w.bottleneck.as_mut().unwrap().bits_per_sec = 40_000;
+    publish(&mut w, 8);
+    let paused: Vec<_> = w
+        .take_router_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::StreamState {
+                subscriber,
+                track: t,
+                paused,
+            } => Some((subscriber, t, paused)),
+            _ => None,
+        })
+        .collect();
+    let est_c = w.router.bandwidth_estimate(c);
+    assert_eq!(paused, [(c, track, true)], "estimate {est_c:?}");
+    let _ = (layers_seen(&mut w, 1), layers_seen(&mut w, 2));
+    w.run(20, Duration::from_millis(10));
+    let _ = layers_seen(&mut w, 2);
+    publish(&mut w, 1);
+    assert_eq!(layers_seen(&mut w, 2), [0, 0, 0], "C still receives while paused");
+    assert!(layers_seen(&mut w, 1)[2] >= 25, "B is not affected");
+
+    // The link recovers: C's copy resumes (on a keyframe; the router retries a paused
+    // track after a while, since nothing sent means nothing measured) and climbs back to
+    // the top layer.
+    w.bottleneck.as_mut().unwrap().bits_per_sec = 10_000_000;
+    publish(&mut w, 12);
+    let resumed = w
+        .take_router_events()
+        .into_iter()
+        .any(|e| e == Event::StreamState { subscriber: c, track, paused: false });
+    let _ = layers_seen(&mut w, 2);
+    publish(&mut w, 3);
+    let at_c = layers_seen(&mut w, 2);
+    assert!(resumed, "no resume; estimate {:?}", w.router.bandwidth_estimate(c));
+    assert!(at_c[2] >= 80, "C got {at_c:?} after recovery");
 }
