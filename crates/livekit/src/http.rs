@@ -85,6 +85,7 @@ pub async fn serve(
         RouterConfig {
             candidates,
             tcp_candidates,
+            ingress_limit: settings.ingress_limit,
         },
         Instant::now(),
     );

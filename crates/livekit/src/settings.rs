@@ -38,6 +38,8 @@ pub struct Settings {
     pub ice_servers: Vec<crate::IceServer>,
     /// `prometheus.port` / `prometheus_port`: metrics on `/metrics` of this port.
     pub prometheus_port: Option<u16>,
+    /// `rtc.ingress_limit_kbps`: what one peer connection may send us; `None`: unlimited.
+    pub ingress_limit: Option<switchyard_sfu::IngressLimit>,
 }
 
 impl Default for Settings {
@@ -57,6 +59,7 @@ impl Default for Settings {
             webhook: None,
             ice_servers: Vec::new(),
             prometheus_port: None,
+            ingress_limit: Some(switchyard_sfu::IngressLimit::default()),
         }
     }
 }

@@ -12,6 +12,7 @@ use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc
 
 use crate::forward::{Forwarder, Target, Verdict};
 use crate::ids::{ParticipantId, PcRole, TrackId};
+use crate::ingress::{Ingress, IngressLimit};
 
 /// Labels of the data channels the subscriber connection carries; the publisher side uses
 /// whatever the client opened.
@@ -146,6 +147,9 @@ pub struct RouterConfig {
     pub candidates: Vec<SocketAddr>,
     /// Passive ICE-TCP host candidates (RFC 6544), for clients that cannot use UDP.
     pub tcp_candidates: Vec<SocketAddr>,
+    /// What each established peer connection may send us ([`IngressLimit::default`] is
+    /// above any real publisher); `None`: unlimited.
+    pub ingress_limit: Option<IngressLimit>,
 }
 
 struct Pc {
@@ -328,11 +332,13 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     now: Instant,
+    ingress: Ingress,
 }
 
 impl Router {
     pub fn new(config: RouterConfig, now: Instant) -> Self {
         Router {
+            ingress: Ingress::new(config.ingress_limit),
             config,
             next_id: 1,
             participants: HashMap::new(),
@@ -419,6 +425,7 @@ impl Router {
         }
         self.by_addr.retain(|_, (pid, _)| *pid != id);
         self.by_ufrag.retain(|_, (pid, _)| *pid != id);
+        self.ingress.forget(id);
         let gone: Vec<TrackId> = self
             .tracks
             .iter()
@@ -734,7 +741,8 @@ impl Router {
     }
 
     /// Feeds one datagram received on the shared socket (or one ICE-TCP frame) sent by
-    /// `source` to our `destination`. Returns false if no connection claimed it.
+    /// `source` to our `destination`. Returns false if no connection claimed it; one over
+    /// its connection's ingress limit is claimed and dropped ([`Router::take_ingress_dropped`]).
     ///
     /// Demultiplexing: the 5-tuple of a known peer first; for STUN from a new address, the
     /// local ICE ufrag in its USERNAME; a scan of all connections only as the last resort.
@@ -792,6 +800,16 @@ impl Router {
         let Some((id, role)) = owner else {
             return false;
         };
+        // Over its ingress limit: claimed, and dropped before str0m decrypts it. Until the
+        // connection is up (STUN, DTLS) nothing is limited.
+        let established = self
+            .participants
+            .get(&id)
+            .and_then(|p| p.pc(role))
+            .is_some_and(|pc| pc.connected);
+        if established && !self.ingress.admit(id, role, now, bytes.len()) {
+            return true;
+        }
         self.by_addr.insert(source, (id, role));
         if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role))
             && let Err(e) = pc.rtc.handle_input(input)
@@ -800,6 +818,12 @@ impl Router {
         }
         self.drain(id, role);
         true
+    }
+
+    /// Datagrams the ingress limit dropped since the last call (they were claimed: the
+    /// calls that took them returned true).
+    pub fn take_ingress_dropped(&mut self) -> u64 {
+        self.ingress.take_dropped()
     }
 
     /// Drives every connection's timers up to `now`.

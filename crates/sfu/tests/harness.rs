@@ -12,8 +12,8 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
 use switchyard_sfu::{
-    Event, ParticipantId, PcMode, PcRole, Router, RouterConfig, SfuError, Subscribe, TrackKind,
-    TrackLabel,
+    Event, IngressLimit, ParticipantId, PcMode, PcRole, Router, RouterConfig, SfuError, Subscribe,
+    TrackKind, TrackLabel,
 };
 
 const SFU: &str = "10.0.0.1:7882";
@@ -62,6 +62,7 @@ impl World {
                 RouterConfig {
                     candidates: vec![SFU.parse().unwrap()],
                     tcp_candidates: Vec::new(),
+                    ingress_limit: Some(IngressLimit::default()),
                 },
                 now,
             ),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use std::net::IpAddr;
 
 use switchyard_config::livekit::{LiveKitConfig, TurnAuth, TurnProtocol};
-use switchyard_livekit::{IceCredential, IceServer, Settings, WebhookConfig};
+use switchyard_livekit::{IceCredential, IceServer, IngressLimit, Settings, WebhookConfig};
 
 use crate::logging::{self, LogTarget};
 
@@ -120,6 +120,7 @@ fn settings(c: &LiveKitConfig) -> Settings {
         }),
         ice_servers: Vec::new(),
         prometheus_port: c.prometheus_port,
+        ingress_limit: Some(IngressLimit::default()),
     }
 }
 
