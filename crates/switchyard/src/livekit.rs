@@ -120,7 +120,8 @@ fn settings(c: &LiveKitConfig) -> Settings {
         }),
         ice_servers: Vec::new(),
         prometheus_port: c.prometheus_port,
-        ingress_limit: Some(IngressLimit::default()),
+        ingress_limit: (c.rtc.ingress_limit_kbps > 0)
+            .then(|| IngressLimit::from_bits_per_sec(u64::from(c.rtc.ingress_limit_kbps) * 1000)),
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) const KEYS: &[(&str, Support)] = &[
     ("rtc.skip_external_ip_validation", Support::No(NI)),
     ("rtc.stun_servers", Support::Yes),
     ("rtc.turn_servers", Support::Yes),
+    // switchyard only: the per-connection ingress limit.
+    ("rtc.ingress_limit_kbps", Support::Yes),
     (
         "rtc.use_ice_lite",
         Support::No("switchyard is always ICE-lite, ignored"),
