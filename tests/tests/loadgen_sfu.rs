@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 use switchyard_tests::livekit::{API_KEY, API_SECRET, LivekitServer};
-use switchyard_tests::need;
 use switchyard_tests::process::{Finished, run_bounded, tail};
 use switchyard_tests::server::locate_switchyard;
+use switchyard_tests::{Need, need};
 
 fn loadgen(server: &LivekitServer, name: &str, extra: &[&str]) -> Finished {
     let bin = locate_switchyard().expect("switchyard binary");
@@ -224,4 +224,150 @@ fn metrics_follow_a_call_and_return_to_zero() {
         gaps.is_empty(),
         "dashboard queries unexported metrics: {gaps:?}"
     );
+}
+
+/// A server with `/metrics` on a port of its own and `config` (livekit.yaml lines) before it.
+fn server_with_metrics(config: &str) -> Need<(LivekitServer, std::net::SocketAddr)> {
+    let p = switchyard_tests::ports::allocate();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], p.relay_min));
+    let body = format!("{config}prometheus:\n  port: {}\n", p.relay_min);
+    let server = LivekitServer::start(&["--config-body", &body])?;
+    Ok((server, metrics))
+}
+
+fn ingress_dropped(metrics: std::net::SocketAddr) -> f64 {
+    let text = switchyard_tests::metrics::scrape(metrics);
+    switchyard_tests::metrics::sample(
+        &text,
+        "switchyard_sfu_dropped_packets_total{reason=\"ingress_limit\"}",
+    )
+    .unwrap_or_else(|| panic!("no ingress_limit drop counter in:\n{text}"))
+}
+
+/// A publisher flooding at five times its connection's ingress limit is cut to the limit
+/// (what reaches the others stays under it, the drops are counted under
+/// `reason="ingress_limit"` and logged once), while the room's real publisher reaches
+/// every subscriber without loss.
+///
+/// The limit is lowered to 4 Mbit/s (`rtc.ingress_limit_kbps`) so that a flood well above
+/// it (20 Mbit/s) is cheap enough for the loadgen and the server to share two cores; at
+/// the 25 Mbit/s default the flooder would need over 100 Mbit/s to prove the same.
+#[test]
+fn a_flooding_publisher_is_limited_and_the_room_is_unharmed() {
+    let (mut server, metrics) = need!(server_with_metrics("rtc:\n  ingress_limit_kbps: 4000\n"));
+    assert_eq!(ingress_dropped(metrics), 0.0);
+    let done = loadgen(
+        &server,
+        "loadgen-flood",
+        &[
+            "--api-secret",
+            API_SECRET,
+            "--publishers",
+            "1",
+            "--subscribers",
+            "3",
+            "--video-kbps",
+            "500",
+            "--flood-mbps",
+            "20",
+            "--duration",
+            "3",
+            "--kv",
+        ],
+    );
+    let dropped = ingress_dropped(metrics);
+    let context = format!(
+        "exit {:?} after {:?}, {dropped} dropped for the ingress limit\n---- loadgen ----\n{}\n---- server ----\n{}",
+        done.status,
+        done.elapsed,
+        tail(&done.output, 30),
+        server.log_tail(30)
+    );
+    assert!(done.success(), "loadgen failed: {context}");
+    eprintln!(
+        "{}\n{dropped} dropped for the ingress limit",
+        tail(&done.output, 12)
+    );
+    let kv = kv(&done.output);
+    assert_eq!(num(&kv, "connected"), 5.0, "{context}");
+    assert_eq!(num(&kv, "failed"), 0.0, "{context}");
+    // The flooder really offered far more than the limit...
+    let offered = num(&kv, "flood_offered_mbps");
+    assert!(
+        offered > 12.0,
+        "the flooder offered only {offered} Mbit/s: {context}"
+    );
+    // ...and what reached the others (payload) stayed under it, though some did.
+    let through = num(&kv, "flood_through_mbps");
+    assert!(
+        through > 0.5 && through < 4.0,
+        "{through} Mbit/s of the flood got through a 4 Mbit/s limit: {context}"
+    );
+    assert!(dropped > 1000.0, "{context}");
+    // One log line for the episode, not one per packet.
+    let log = server.log();
+    assert_eq!(
+        log.matches("exceeds the ingress limit").count(),
+        1,
+        "{context}"
+    );
+    // The real publisher's 50 audio + ~63 video packets/s reach all three subscribers.
+    let loss = num(&kv, "loss_pct");
+    assert!(loss < 1.0, "loss {loss} %: {context}");
+    let fwd = num(&kv, "fwd_pps");
+    assert!(fwd > 250.0, "forwarded only {fwd} pps: {context}");
+    server.assert_alive();
+}
+
+/// Subscribers that stop reading their socket and stop sending any RTCP once media flows
+/// (their signalling stays up, so the server keeps sending to them) cost the others
+/// nothing: no loss, loopback latency. With the default ingress limit, an ordinary
+/// publisher is never cut.
+#[test]
+fn stalled_subscribers_harm_no_one() {
+    let (mut server, metrics) = need!(server_with_metrics(""));
+    let done = loadgen(
+        &server,
+        "loadgen-stalled",
+        &[
+            "--api-secret",
+            API_SECRET,
+            "--publishers",
+            "1",
+            "--subscribers",
+            "3",
+            "--stalled-subscribers",
+            "4",
+            "--video-kbps",
+            "1000",
+            "--duration",
+            "3",
+            "--kv",
+        ],
+    );
+    let context = format!(
+        "exit {:?} after {:?}\n---- loadgen ----\n{}\n---- server ----\n{}",
+        done.status,
+        done.elapsed,
+        tail(&done.output, 30),
+        server.log_tail(30)
+    );
+    assert!(done.success(), "loadgen failed: {context}");
+    eprintln!("{}", tail(&done.output, 12));
+    let kv = kv(&done.output);
+    assert_eq!(num(&kv, "failed"), 0.0, "{context}");
+    // Every stalled subscriber got media, then stopped: the room really had dead ends.
+    assert_eq!(num(&kv, "stalled"), 4.0, "{context}");
+    let loss = num(&kv, "loss_pct");
+    assert!(loss < 1.0, "loss {loss} %: {context}");
+    // 50 audio + 125 video packets/s to each of the three measured subscribers.
+    let fwd = num(&kv, "fwd_pps");
+    assert!(fwd > 400.0, "forwarded only {fwd} pps: {context}");
+    let p99 = num(&kv, "lat_p99_ms");
+    assert!(
+        p99 < 100.0,
+        "one-way latency p99 {p99} ms on loopback: {context}"
+    );
+    assert_eq!(ingress_dropped(metrics), 0.0, "{context}");
+    server.assert_alive();
 }

@@ -201,6 +201,50 @@ fn the_sample_config_is_clean() {
     assert_eq!(c.room.departure_timeout, Duration::from_secs(20));
 }
 
+/// `rtc.ingress_limit_kbps` (switchyard only): a default above any real publisher, 0 turns it
+/// off, and a rate that would cut an ordinary publisher is refused.
+#[test]
+fn ingress_limit_is_a_rate_or_off() {
+    let default = parse_livekit_yaml("port: 7880\n", "lk.yaml").unwrap();
+    assert_eq!(default.rtc.ingress_limit_kbps, 25_000);
+    let set = parse_livekit_yaml("rtc:\n  ingress_limit_kbps: 4000\n", "lk.yaml").unwrap();
+    assert_eq!(set.rtc.ingress_limit_kbps, 4000);
+    assert!(warnings(&set).is_empty(), "{:?}", warnings(&set));
+    let off = parse_livekit_yaml("rtc:\n  ingress_limit_kbps: 0\n", "lk.yaml").unwrap();
+    assert_eq!(off.rtc.ingress_limit_kbps, 0);
+    assert_eq!(
+        err("rtc:\n  ingress_limit_kbps: 100\n"),
+        "lk.yaml:2: rtc.ingress_limit_kbps: 100 kbit/s would cut even one audio + video publisher; use at least 500, or 0 for no limit"
+    );
+    assert_eq!(
+        err("rtc:\n  ingress_limit_kbps: -1\n"),
+        "lk.yaml:2: rtc.ingress_limit_kbps: -1 is not a rate in kbit/s (0 for no limit)"
+    );
+    assert_eq!(
+        err("rtc:\n  ingress_limit_kbps: fast\n"),
+        "lk.yaml:2: rtc.ingress_limit_kbps: expected a whole number, found `fast`"
+    );
+}
+
+/// `rtc.congestion_control`: on and not pausing by default, as in livekit-server.
+#[test]
+fn congestion_control_keys() {
+    let default = parse_livekit_yaml("port: 7880\n", "lk.yaml").unwrap();
+    assert!(default.rtc.congestion_control && !default.rtc.allow_pause);
+    let set = parse_livekit_yaml(
+        "rtc:\n  congestion_control:\n    enabled: false\n    allow_pause: true\n",
+        "lk.yaml",
+    )
+    .unwrap();
+    assert!(!set.rtc.congestion_control && set.rtc.allow_pause);
+    assert!(warnings(&set).is_empty(), "{:?}", warnings(&set));
+    let e = err("rtc:\n  congestion_control:\n    allow_pause: sometimes\n");
+    assert!(
+        e.starts_with("lk.yaml:3: rtc.congestion_control.allow_pause:"),
+        "{e}"
+    );
+}
+
 #[test]
 fn errors_name_file_line_and_key() {
     assert_eq!(

@@ -85,6 +85,8 @@ pub async fn serve(
         RouterConfig {
             candidates,
             tcp_candidates,
+            ingress_limit: settings.ingress_limit,
+            congestion_control: settings.congestion_control,
         },
         Instant::now(),
     );

@@ -111,7 +111,7 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
             }
             let now = Instant::now();
             let (mut bytes, mut unclaimed) = (0u64, 0u64);
-            {
+            let limited = {
                 let mut h = hub.lock().expect("hub lock");
                 for i in 0..n {
                     let meta = rx.meta(i);
@@ -133,8 +133,10 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
                     }
                 }
                 h.flush_into(&mut out);
-            }
+                h.router().take_ingress_dropped()
+            };
             counters.received(n as u64, bytes, unclaimed);
+            counters.ingress_limited(limited);
             send_all(&socket, &mut out, &counters);
             if n < switchyard_netio::BATCH {
                 break;
@@ -142,7 +144,7 @@ pub(crate) fn run(hub: Arc<Mutex<Hub>>, sockets: Sockets, advertised: Vec<IpAddr
         }
         if let Some(listener) = &tcp {
             accept(listener, &mut conns);
-            read_tcp(&hub, &mut conns, &local, tcp_port);
+            read_tcp(&hub, &mut conns, &local, tcp_port, &counters);
         }
         let tcp_out = {
             let mut h = hub.lock().expect("hub lock");
@@ -231,6 +233,7 @@ fn read_tcp(
     conns: &mut HashMap<SocketAddr, TcpConn>,
     local: &LocalAddrs,
     port: u16,
+    counters: &SfuCounters,
 ) {
     let mut chunk = [0u8; 4096];
     conns.retain(|peer, c| {
@@ -262,7 +265,9 @@ fn read_tcp(
             let mut h = hub.lock().expect("hub lock");
             h.router()
                 .handle_datagram(Instant::now(), Protocol::Tcp, *peer, destination, frame);
+            let limited = h.router().take_ingress_dropped();
             h.flush();
+            counters.ingress_limited(limited);
         }
         c.rbuf.drain(..used);
         alive

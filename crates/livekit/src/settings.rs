@@ -38,6 +38,10 @@ pub struct Settings {
     pub ice_servers: Vec<crate::IceServer>,
     /// `prometheus.port` / `prometheus_port`: metrics on `/metrics` of this port.
     pub prometheus_port: Option<u16>,
+    /// `rtc.ingress_limit_kbps`: what one peer connection may send us; `None`: unlimited.
+    pub ingress_limit: Option<switchyard_sfu::IngressLimit>,
+    /// `rtc.congestion_control`.
+    pub congestion_control: switchyard_sfu::CongestionControl,
 }
 
 impl Default for Settings {
@@ -57,6 +61,8 @@ impl Default for Settings {
             webhook: None,
             ice_servers: Vec::new(),
             prometheus_port: None,
+            ingress_limit: Some(switchyard_sfu::IngressLimit::default()),
+            congestion_control: switchyard_sfu::CongestionControl::default(),
         }
     }
 }

@@ -56,7 +56,8 @@ pub(crate) fn allocate(budget: u64, fixed: u64, demands: &[Demand<'_>], grants: 
             let (Grant::UpTo(cur), Some(cap)) = (*g, d.cap) else {
                 continue;
             };
-            let Some(next) = (cur + 1..d.layers.len().min(cap + 1)).find(|&i| d.layers[i].is_some())
+            let Some(next) =
+                (cur + 1..d.layers.len().min(cap + 1)).find(|&i| d.layers[i].is_some())
             else {
                 continue;
             };
@@ -89,6 +90,17 @@ pub(crate) fn wanted(fixed: u64, demands: &[Demand<'_>]) -> u64 {
         })
         .sum::<u64>()
         + fixed
+}
+
+/// Turns every pause into the lowest layer sent (`allow_pause: false`).
+pub(crate) fn never_starve(demands: &[Demand<'_>], grants: &mut [Grant]) {
+    for (d, g) in demands.iter().zip(grants.iter_mut()) {
+        if *g == Grant::Starved
+            && let Some(i) = d.layers.iter().position(Option::is_some)
+        {
+            *g = Grant::UpTo(i);
+        }
+    }
 }
 
 /// What the lowest layer of every track the subscriber has not paused costs, plus
@@ -126,7 +138,10 @@ mod tests {
                 layers: &SIM,
             },
         ];
-        assert_eq!(run(10_000_000, 64_000, &d), [Grant::UpTo(2), Grant::UpTo(1)]);
+        assert_eq!(
+            run(10_000_000, 64_000, &d),
+            [Grant::UpTo(2), Grant::UpTo(1)]
+        );
         assert_eq!(wanted(64_000, &d), 64_000 + 1_700_000 + 500_000);
     }
 
@@ -164,6 +179,9 @@ mod tests {
         assert_eq!(run(900_000, 64_000, &d), [Grant::UpTo(1), Grant::Starved]);
         assert_eq!(run(180_000, 64_000, &d), [Grant::Starved, Grant::Starved]);
         assert_eq!(lowest(64_000, &d), 64_000 + 150_000 + 1_000_000);
+        let mut g = run(900_000, 64_000, &d);
+        never_starve(&d, &mut g);
+        assert_eq!(g, [Grant::UpTo(1), Grant::UpTo(0)]);
     }
 
     #[test]

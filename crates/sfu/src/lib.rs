@@ -5,6 +5,8 @@
 //! connection (we offer, the client answers; media flows out). All connections share one
 //! UDP socket: the caller feeds datagrams in with [`Router::handle_receive`] and sends what
 //! [`Router::poll_transmit`] yields. Time only enters through the `now` arguments.
+//! A connection that sends more than its [`IngressLimit`] has the excess dropped before
+//! str0m decrypts it ([`Router::take_ingress_dropped`] counts them).
 //!
 //! The router knows nothing about LiveKit: it speaks in [`ParticipantId`]s, [`TrackId`]s,
 //! SDP strings and opaque data-channel payloads, and reports what happened as [`Event`]s.
@@ -17,12 +19,14 @@
 mod allocate;
 mod forward;
 mod ids;
+mod ingress;
 mod rate;
 mod router;
 
 pub use ids::{ParticipantId, PcRole, TrackId};
+pub use ingress::IngressLimit;
 pub use router::{
-    Event, LayerChoice, LinkStats, PcMode, Router, RouterConfig, SfuError, Subscribe, TrackKind,
-    TrackLabel,
+    CongestionControl, Event, LayerChoice, LinkStats, PcMode, Router, RouterConfig, SfuError,
+    Subscribe, TrackKind, TrackLabel,
 };
 pub use str0m::net::{Protocol, Transmit};

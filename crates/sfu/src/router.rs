@@ -13,8 +13,9 @@ use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc
 
 use crate::allocate::{self, Demand, Grant};
 use crate::forward::{Forwarder, Target, Verdict};
-use crate::rate::RateMeter;
 use crate::ids::{ParticipantId, PcRole, TrackId};
+use crate::ingress::{Ingress, IngressLimit};
+use crate::rate::RateMeter;
 
 /// Labels of the data channels the subscriber connection carries; the publisher side uses
 /// whatever the client opened.
@@ -170,6 +171,30 @@ pub struct RouterConfig {
     pub candidates: Vec<SocketAddr>,
     /// Passive ICE-TCP host candidates (RFC 6544), for clients that cannot use UDP.
     pub tcp_candidates: Vec<SocketAddr>,
+    /// What each established peer connection may send us ([`IngressLimit::default`] is
+    /// above any real publisher); `None`: unlimited.
+    pub ingress_limit: Option<IngressLimit>,
+    pub congestion_control: CongestionControl,
+}
+
+/// livekit.yaml's `rtc.congestion_control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CongestionControl {
+    /// Estimate each subscriber's bandwidth (TWCC) and fit its simulcast layers into it.
+    pub enabled: bool,
+    /// Pause a video track when not even its lowest layer fits (and say so with a stream
+    /// state); otherwise the lowest layer is sent regardless. livekit-server's default is
+    /// not to pause.
+    pub allow_pause: bool,
+}
+
+impl Default for CongestionControl {
+    fn default() -> Self {
+        CongestionControl {
+            enabled: true,
+            allow_pause: false,
+        }
+    }
 }
 
 struct Pc {
@@ -237,7 +262,8 @@ impl PcBwe {
 
     /// What layers are fitted into.
     fn budget(&self) -> u64 {
-        self.loss_cap.map_or(self.estimate, |c| c.min(self.estimate))
+        self.loss_cap
+            .map_or(self.estimate, |c| c.min(self.estimate))
     }
 
     /// str0m's delay-based estimate reacts to queues building up, but a shallow buffer
@@ -305,6 +331,7 @@ impl Pc {
     /// `sends`: this connection carries media to the participant, so it estimates the
     /// bandwidth towards it (TWCC) and paces what it sends.
     fn new(now: Instant, config: &RouterConfig, sends: bool) -> Self {
+        let sends = sends && config.congestion_control.enabled;
         let initial = Bitrate::bps(INITIAL_ESTIMATE);
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
@@ -475,11 +502,13 @@ pub struct Router {
     /// When layer rates were last measured, and when they are next.
     last_tick: Instant,
     next_tick: Instant,
+    ingress: Ingress,
 }
 
 impl Router {
     pub fn new(config: RouterConfig, now: Instant) -> Self {
         Router {
+            ingress: Ingress::new(config.ingress_limit),
             config,
             next_id: 1,
             participants: HashMap::new(),
@@ -564,6 +593,7 @@ impl Router {
         }
         self.by_addr.retain(|_, (pid, _)| *pid != id);
         self.by_ufrag.retain(|_, (pid, _)| *pid != id);
+        self.ingress.forget(id);
         let gone: Vec<TrackId> = self
             .tracks
             .iter()
@@ -874,7 +904,8 @@ impl Router {
     }
 
     /// Feeds one datagram received on the shared socket (or one ICE-TCP frame) sent by
-    /// `source` to our `destination`. Returns false if no connection claimed it.
+    /// `source` to our `destination`. Returns false if no connection claimed it; one over
+    /// its connection's ingress limit is claimed and dropped ([`Router::take_ingress_dropped`]).
     ///
     /// Demultiplexing: the 5-tuple of a known peer first; for STUN from a new address, the
     /// local ICE ufrag in its USERNAME; a scan of all connections only as the last resort.
@@ -932,6 +963,16 @@ impl Router {
         let Some((id, role)) = owner else {
             return false;
         };
+        // Over its ingress limit: claimed, and dropped before str0m decrypts it. Until the
+        // connection is up (STUN, DTLS) nothing is limited.
+        let established = self
+            .participants
+            .get(&id)
+            .and_then(|p| p.pc(role))
+            .is_some_and(|pc| pc.connected);
+        if established && !self.ingress.admit(id, role, now, bytes.len()) {
+            return true;
+        }
         self.by_addr.insert(source, (id, role));
         if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role))
             && let Err(e) = pc.rtc.handle_input(input)
@@ -940,6 +981,12 @@ impl Router {
         }
         self.drain(id, role);
         true
+    }
+
+    /// Datagrams the ingress limit dropped since the last call (they were claimed: the
+    /// calls that took them returned true).
+    pub fn take_ingress_dropped(&mut self) -> u64 {
+        self.ingress.take_dropped()
     }
 
     /// Drives every connection's timers up to `now`.
@@ -1059,6 +1106,9 @@ impl Router {
                 .collect();
             let budget = (bwe.budget() as f64 * ESTIMATE_USE) as u64;
             allocate::allocate(budget, audio, &demands, &mut grants);
+            if !self.config.congestion_control.allow_pause {
+                allocate::never_starve(&demands, &mut grants);
+            }
             let starving = grants.contains(&Grant::Starved);
             let retry = starving
                 && bwe
@@ -1075,7 +1125,12 @@ impl Router {
                         b.loss_cap = None;
                     }
                 }
-                allocate::allocate((fresh as f64 * ESTIMATE_USE) as u64, audio, &demands, &mut grants);
+                allocate::allocate(
+                    (fresh as f64 * ESTIMATE_USE) as u64,
+                    audio,
+                    &demands,
+                    &mut grants,
+                );
             }
             if let Some(b) = p.pc_mut(PcRole::Subscriber).and_then(|pc| pc.bwe.as_mut()) {
                 b.starved_since = match (starving, b.starved_since) {
@@ -1333,7 +1388,8 @@ impl Router {
                                 let secs = st.timestamp.saturating_duration_since(at).as_secs_f64();
                                 if secs > 0.0 {
                                     b.tx_rate = (st.bytes_tx.saturating_sub(bytes) as f64 * 8.0
-                                        / secs) as u64;
+                                        / secs)
+                                        as u64;
                                 }
                             }
                             b.tx = Some((st.bytes_tx, st.timestamp));

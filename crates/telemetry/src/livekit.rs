@@ -24,6 +24,8 @@ pub struct SfuCounters {
     unclaimed: AtomicU64,
     /// Datagrams the kernel refused to send (buffer full, unreachable).
     send_dropped: AtomicU64,
+    /// Datagrams over their connection's ingress limit (a flooding publisher).
+    ingress_limited: AtomicU64,
 }
 
 impl SfuCounters {
@@ -37,6 +39,12 @@ impl SfuCounters {
         self.packets_out.fetch_add(packets, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         self.send_dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// Received datagrams the router dropped for the ingress limit (they are also in the
+    /// incoming packet count).
+    pub fn ingress_limited(&self, dropped: u64) {
+        self.ingress_limited.fetch_add(dropped, Ordering::Relaxed);
     }
 }
 
@@ -134,6 +142,7 @@ impl Collector for LiveKitCollector {
             &[
                 ("unclaimed", load(&c.unclaimed)),
                 ("send_failed", load(&c.send_dropped)),
+                ("ingress_limit", load(&c.ingress_limited)),
             ],
         )?;
         counter(
@@ -158,6 +167,7 @@ mod tests {
         let counters = Arc::new(SfuCounters::default());
         counters.received(10, 1000, 1);
         counters.sent(30, 3000, 2);
+        counters.ingress_limited(4);
         let mut r = Registry::default();
         r.register_collector(Box::new(LiveKitCollector::new(counters, || SfuGauges {
             rooms: 2,
@@ -176,6 +186,7 @@ mod tests {
             "livekit_packet_total{direction=\"incoming\"} 10",
             "livekit_packet_bytes_total{direction=\"outgoing\"} 3000",
             "switchyard_sfu_dropped_packets_total{reason=\"unclaimed\"} 1",
+            "switchyard_sfu_dropped_packets_total{reason=\"ingress_limit\"} 4",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

@@ -51,6 +51,8 @@ pub(crate) const KEYS: &[(&str, Support)] = &[
     ("rtc.skip_external_ip_validation", Support::No(NI)),
     ("rtc.stun_servers", Support::Yes),
     ("rtc.turn_servers", Support::Yes),
+    // switchyard only: the per-connection ingress limit.
+    ("rtc.ingress_limit_kbps", Support::Yes),
     (
         "rtc.use_ice_lite",
         Support::No("switchyard is always ICE-lite, ignored"),
@@ -63,7 +65,9 @@ pub(crate) const KEYS: &[(&str, Support)] = &[
         "rtc.batch_io",
         Support::No("switchyard always batches socket IO, ignored"),
     ),
-    ("rtc.congestion_control", Support::No(NI)),
+    ("rtc.congestion_control", Support::Section),
+    ("rtc.congestion_control.enabled", Support::Yes),
+    ("rtc.congestion_control.allow_pause", Support::Yes),
     ("rtc.allow_tcp_fallback", Support::No(NI)),
     ("rtc.reconnect_on_publication_error", Support::No(NI)),
     ("rtc.reconnect_on_subscription_error", Support::No(NI)),

@@ -60,6 +60,22 @@ pub struct RtcConfig {
     pub stun_servers: Vec<String>,
     /// `rtc.turn_servers`: external TURN servers given to clients.
     pub turn_servers: Vec<ExternalTurn>,
+    /// `rtc.ingress_limit_kbps` (switchyard only): what one peer connection may send us,
+    /// in kbit/s with a one-second burst; the excess is dropped before it is decrypted.
+    /// 0: no limit.
+    pub ingress_limit_kbps: u32,
+    /// `rtc.congestion_control.enabled`: per-subscriber bandwidth estimation (default on).
+    pub congestion_control: bool,
+    /// `rtc.congestion_control.allow_pause`: pause video that does not fit (default off).
+    pub allow_pause: bool,
+}
+
+impl RtcConfig {
+    /// 25 Mbit/s: twice what a 1080p simulcast camera, a screenshare and audio send
+    /// together (the SFU's `IngressLimit` explains the figure).
+    pub const DEFAULT_INGRESS_LIMIT_KBPS: u32 = 25_000;
+    /// Below this a single audio + 360p video publisher would be cut.
+    pub const MIN_INGRESS_LIMIT_KBPS: u32 = 500;
 }
 
 /// The `turn:` section: livekit-server's embedded TURN relay, which switchyard serves with
@@ -205,6 +221,9 @@ impl Default for LiveKitConfig {
                 use_external_ip: false,
                 stun_servers: Vec::new(),
                 turn_servers: Vec::new(),
+                ingress_limit_kbps: RtcConfig::DEFAULT_INGRESS_LIMIT_KBPS,
+                congestion_control: true,
+                allow_pause: false,
             },
             room: RoomConfig {
                 auto_create: true,
@@ -271,6 +290,21 @@ impl LiveKitConfig {
         );
         kv("rtc.tcp_port", self.rtc.tcp_port.to_string());
         kv("rtc.node_ip", format!("{:?}", self.rtc.node_ip));
+        kv(
+            "rtc.ingress_limit_kbps",
+            match self.rtc.ingress_limit_kbps {
+                0 => "off".to_owned(),
+                k => k.to_string(),
+            },
+        );
+        kv(
+            "rtc.congestion_control.enabled",
+            self.rtc.congestion_control.to_string(),
+        );
+        kv(
+            "rtc.congestion_control.allow_pause",
+            self.rtc.allow_pause.to_string(),
+        );
         kv("room.auto_create", self.room.auto_create.to_string());
         kv(
             "room.empty_timeout",

@@ -9,7 +9,8 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
 use super::keys::{self, Support};
 use super::{
-    ApiKey, ExternalTurn, LiveKitConfig, TurnAuth, TurnProtocol, UdpPort, WebhookConfig, warn,
+    ApiKey, ExternalTurn, LiveKitConfig, RtcConfig, TurnAuth, TurnProtocol, UdpPort, WebhookConfig,
+    warn,
 };
 use crate::{ConfigError, Location};
 
@@ -185,6 +186,9 @@ impl Walker<'_> {
             }
             "rtc.stun_servers" => c.rtc.stun_servers = strings(v, at, key)?,
             "rtc.turn_servers" => c.rtc.turn_servers = turn_servers(v, at, key)?,
+            "rtc.ingress_limit_kbps" => c.rtc.ingress_limit_kbps = ingress_limit(v, at, key)?,
+            "rtc.congestion_control.enabled" => c.rtc.congestion_control = boolean(v, at, key)?,
+            "rtc.congestion_control.allow_pause" => c.rtc.allow_pause = boolean(v, at, key)?,
             "turn.enabled" => c.turn.enabled = boolean(v, at, key)?,
             "turn.domain" => c.turn.domain = string(v, at, key)?,
             "turn.cert_file" => c.turn.cert_file = Some(string(v, at, key)?.into()),
@@ -313,6 +317,28 @@ fn seconds(v: &MarkedYaml<'_>, at: &Location, key: &str) -> Result<Duration, Con
     u64::try_from(n)
         .map(Duration::from_secs)
         .map_err(|_| ConfigError::invalid(at, key, format!("{n} seconds is negative")))
+}
+
+/// `rtc.ingress_limit_kbps`: 0 (off), or a rate a real publisher fits under.
+fn ingress_limit(v: &MarkedYaml<'_>, at: &Location, key: &str) -> Result<u32, ConfigError> {
+    let n = integer(v, at, key)?;
+    let min = RtcConfig::MIN_INGRESS_LIMIT_KBPS;
+    match u32::try_from(n) {
+        Ok(0) => Ok(0),
+        Ok(k) if k >= min => Ok(k),
+        Ok(_) => Err(ConfigError::invalid(
+            at,
+            key,
+            format!(
+                "{n} kbit/s would cut even one audio + video publisher; use at least {min}, or 0 for no limit"
+            ),
+        )),
+        Err(_) => Err(ConfigError::invalid(
+            at,
+            key,
+            format!("{n} is not a rate in kbit/s (0 for no limit)"),
+        )),
+    }
 }
 
 fn ips(v: &MarkedYaml<'_>, at: &Location, key: &str) -> Result<Vec<IpAddr>, ConfigError> {

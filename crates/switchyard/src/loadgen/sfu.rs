@@ -15,6 +15,12 @@
 //! `--server-pid`). All participants run on `--threads` threads, each driving its clients'
 //! sockets with mio.
 //!
+//! Two kinds of extra participant test the server's isolation, and are left out of every
+//! figure but their own: `--flood-mbps` adds a publisher sending video far above any real
+//! rate (the summary says what it offered and what reached the others), and
+//! `--stalled-subscribers` adds subscribers that, once media flows, stop reading their
+//! socket and stop driving str0m (no RTCP, no feedback), while their signalling stays up.
+//!
 //! Join time is connect start → every peer connection of the participant ICE+DTLS
 //! connected; first packet is connect start → first remote media packet, over the
 //! subscribe-only participants (over the publishers when there are none). With
@@ -65,6 +71,15 @@ pub(crate) struct Args {
     /// Publish video as three simulcast layers (rids q, h, f).
     #[arg(long)]
     simulcast: bool,
+    /// One extra publisher sending video at this many Mbit/s (`max` or 0: as fast as its
+    /// thread can). Its streams are not measured; the summary reports what it offered and
+    /// what got through to the others.
+    #[arg(long, value_name = "MBPS|max", value_parser = parse_flood)]
+    flood_mbps: Option<FloodRate>,
+    /// Extra subscribers that, once media flows, stop reading their socket and stop
+    /// sending RTCP/feedback (signalling stays up). Not measured.
+    #[arg(long, default_value_t = 0)]
+    stalled_subscribers: usize,
     /// Length of the measurement window in seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -97,6 +112,38 @@ pub(crate) enum Role {
     Subscriber,
 }
 
+/// How a participant behaves; only `Normal` ones are measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Behaviour {
+    Normal,
+    /// Publishes video at this many kbit/s; `None`: as fast as it can.
+    Flood(Option<u32>),
+    /// Stops reading and driving its connections once media arrives.
+    Stalled,
+}
+
+/// `--flood-mbps`: kbit/s, or `None` for as fast as possible.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct FloodRate(Option<u32>);
+
+fn parse_flood(s: &str) -> Result<FloodRate, String> {
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(FloodRate(None));
+    }
+    let mbps: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a rate in Mbit/s or `max`"))?;
+    if !(0.0..=100_000.0).contains(&mbps) {
+        return Err(format!("{s} Mbit/s is outside 0-100000"));
+    }
+    let kbps = (mbps * 1000.0).round() as u32;
+    Ok(FloodRate((kbps > 0).then_some(kbps)))
+}
+
+/// A flooder without a rate announces this (its track's nominal bitrate; it sends what it
+/// can regardless).
+const FLOOD_MAX_NOMINAL_KBPS: u32 = 1_000_000;
+
 /// Run phases, in order.
 const PHASE_RUN: u8 = 0;
 /// Publishers stop sending; receivers drain what is in flight.
@@ -119,6 +166,9 @@ pub(crate) struct Shared {
     pub(crate) joined: AtomicUsize,
     pub(crate) connected: AtomicUsize,
     pub(crate) failed: AtomicUsize,
+    /// What the flooder's publisher socket sent, all run long.
+    pub(crate) flood_sent_datagrams: AtomicU64,
+    pub(crate) flood_sent_bytes: AtomicU64,
     latency: Mutex<Histogram<u64>>,
     fatal: Mutex<Option<String>>,
 }
@@ -197,7 +247,42 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("--url must be ws://host:port (got {url})");
     }
     let base = Instant::now();
-    let total = args.publishers + args.subscribers;
+    // Who joins, in joining order: publishers first (so subscribers measure joining a
+    // running room), then the flooder, the subscribers and the stalled subscribers.
+    let mut who: Vec<(Role, Behaviour, usize, String)> = Vec::new();
+    for k in 0..args.publishers {
+        who.push((
+            Role::Publisher,
+            Behaviour::Normal,
+            k,
+            format!("loadgen-pub-{k}"),
+        ));
+    }
+    if let Some(FloodRate(kbps)) = args.flood_mbps {
+        who.push((
+            Role::Publisher,
+            Behaviour::Flood(kbps),
+            stamp::FLOOD_PUBLISHER,
+            "loadgen-flood".into(),
+        ));
+    }
+    for i in 0..args.subscribers {
+        who.push((
+            Role::Subscriber,
+            Behaviour::Normal,
+            i,
+            format!("loadgen-sub-{i}"),
+        ));
+    }
+    for i in 0..args.stalled_subscribers {
+        who.push((
+            Role::Subscriber,
+            Behaviour::Stalled,
+            i,
+            format!("loadgen-stalled-{i}"),
+        ));
+    }
+    let total = who.len();
     let shared = Arc::new(Shared {
         base,
         phase: AtomicU8::new(PHASE_RUN),
@@ -209,31 +294,40 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         joined: AtomicUsize::new(0),
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
+        flood_sent_datagrams: AtomicU64::new(0),
+        flood_sent_bytes: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new(3).expect("histogram")),
         fatal: Mutex::new(None),
     });
-    let threads = args.threads.clamp(1, total);
-    let mut groups: Vec<Vec<Spec>> = (0..threads).map(|_| Vec::new()).collect();
-    // Publishers connect first, so subscribers measure joining a running room.
+    let flooding = args.flood_mbps.is_some();
+    let threads = args.threads.clamp(1, total - usize::from(flooding));
+    // The flooder gets a thread of its own: it must not delay the measured participants'
+    // sending and receiving on the loadgen's side.
+    let mut groups: Vec<Vec<Spec>> = (0..threads + usize::from(flooding))
+        .map(|_| Vec::new())
+        .collect();
     let first_at = base + Duration::from_millis(50);
-    for k in 0..total {
-        let (role, index, identity) = if k < args.publishers {
-            (Role::Publisher, k, format!("loadgen-pub-{k}"))
-        } else {
-            let i = k - args.publishers;
-            (Role::Subscriber, i, format!("loadgen-sub-{i}"))
-        };
+    let mut normal = 0;
+    for (k, (role, behaviour, index, identity)) in who.into_iter().enumerate() {
         let token = access_token(&args, &identity, role == Role::Publisher)?;
-        groups[k % threads].push(Spec {
+        let (group, video_kbps, simulcast) = match behaviour {
+            Behaviour::Flood(kbps) => (threads, kbps.unwrap_or(FLOOD_MAX_NOMINAL_KBPS), false),
+            _ => {
+                normal += 1;
+                ((normal - 1) % threads, args.video_kbps, args.simulcast)
+            }
+        };
+        groups[group].push(Spec {
             index,
             identity,
             role,
             token,
             url: url.clone(),
             bind: args.bind,
-            video_kbps: args.video_kbps,
-            simulcast: args.simulcast,
+            video_kbps,
+            simulcast,
             at: first_at + Duration::from_secs_f64(k as f64 / args.join_rate),
+            behaviour,
         });
     }
     let handles: Vec<_> = groups
@@ -293,6 +387,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .win_start_us
         .store((win_start - base).as_micros() as u64, Ordering::Relaxed);
     let sent_before = shared.sent.load(Ordering::Relaxed);
+    let flood_sent = |s: &Shared| {
+        (
+            s.flood_sent_datagrams.load(Ordering::Relaxed),
+            s.flood_sent_bytes.load(Ordering::Relaxed),
+        )
+    };
+    let flood_before = flood_sent(&shared);
     while win_start.elapsed() < duration {
         if let Some(e) = shared.fatal() {
             bar.finish_and_clear();
@@ -315,6 +416,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let cpu_after = args.server_pid.map(ProcStat::read).transpose()?;
     let self_after = ProcStat::read(std::process::id()).ok();
     let sent_window = shared.sent.load(Ordering::Relaxed) - sent_before;
+    let flood_after = flood_sent(&shared);
+    let flood_window = (
+        flood_after.0 - flood_before.0,
+        flood_after.1 - flood_before.1,
+    );
     // Let what was sent inside the window arrive, then stop sending and leave.
     shared.phase.store(PHASE_DRAIN, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
@@ -332,6 +438,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         hist,
         window,
         sent_window,
+        flood_window,
         cpu_before.zip(cpu_after),
         self_before.zip(self_after),
     )
@@ -414,13 +521,21 @@ fn summarize(
     hist: Option<Histogram<u64>>,
     window: f64,
     sent_window: u64,
+    flood_window: (u64, u64),
     server_cpu: Option<(ProcStat, ProcStat)>,
     self_cpu: Option<(ProcStat, ProcStat)>,
 ) -> anyhow::Result<()> {
-    let total = args.publishers + args.subscribers;
+    let total = reports.len();
     let joined = reports.iter().filter(|r| r.join_ms.is_some()).count();
     let connected = reports.iter().filter(|r| r.connected_ms.is_some()).count();
     let failed: Vec<&String> = reports.iter().filter_map(|r| r.error.as_ref()).collect();
+    let stalled = reports.iter().filter(|r| r.stalled).count();
+    let all = reports;
+    // From here on, the measured participants only.
+    let reports: Vec<&Report> = all
+        .iter()
+        .filter(|r| r.behaviour == Behaviour::Normal)
+        .collect();
     let fwd = shared.window_received.load(Ordering::Relaxed);
     let fwd_pps = fwd as f64 / window;
     let sent_pps = sent_window as f64 / window;
@@ -442,8 +557,9 @@ fn summarize(
         jitters.iter().sum::<f64>() / jitters.len() as f64
     };
     let jitter_max = jitters.iter().copied().fold(f64::NAN, f64::max);
-    let col =
-        |f: fn(&Report) -> Option<f64>| -> Vec<f64> { reports.iter().filter_map(f).collect() };
+    let col = |f: fn(&Report) -> Option<f64>| -> Vec<f64> {
+        reports.iter().copied().filter_map(f).collect()
+    };
     let ws = col(|r| r.ws_ms);
     let join = col(|r| r.join_ms);
     let ice = col(|r| r.connected_ms);
@@ -472,8 +588,21 @@ fn summarize(
         (k, false) => format!("audio + video {k} kbps"),
         (k, true) => format!("audio + video {k} kbps simulcast q/h/f"),
     };
+    let mut extras = String::new();
+    if let Some(FloodRate(kbps)) = args.flood_mbps {
+        match kbps {
+            Some(k) => extras.push_str(&format!(", a flooder at {} Mbit/s", f64::from(k) / 1e3)),
+            None => extras.push_str(", a flooder at full speed"),
+        }
+    }
+    if args.stalled_subscribers > 0 {
+        extras.push_str(&format!(
+            ", {} stalled subscribers",
+            args.stalled_subscribers
+        ));
+    }
     println!(
-        "sfu: room {}, {} publishers ({video}), {} subscribers, {window:.1} s window, {} threads",
+        "sfu: room {}, {} publishers ({video}), {} subscribers{extras}, {window:.1} s window, {} threads",
         args.room, args.publishers, args.subscribers, args.threads
     );
     println!(
@@ -482,6 +611,12 @@ fn summarize(
     );
     for e in failed.iter().take(3) {
         println!("  failure: {e}");
+    }
+    if args.stalled_subscribers > 0 {
+        println!(
+            "stalled: {stalled} of {} stalled subscribers got media and stopped reading",
+            args.stalled_subscribers
+        );
     }
     println!(
         "forwarded: {fwd} packets received by all participants ({fwd_pps:.0} pps); publishers sent {sent_pps:.0} pps; loss {loss:.3} % ({} of {expected} expected)",
@@ -492,6 +627,26 @@ fn summarize(
             "latency one-way (ms): p50 {p50:.2} p99 {p99:.2} max {max:.2}; jitter mean {jitter_mean:.2} max {jitter_max:.2}"
         ),
         None => println!("latency: no packets in the window"),
+    }
+    // The flooder: what its socket sent in the window (SRTP datagrams, audio, video and
+    // RTCP), and the payload of its media sent in the window that reached each measured
+    // participant, on average.
+    let flood = args.flood_mbps.map(|_| {
+        let receivers = reports.iter().filter(|r| r.connected_ms.is_some()).count();
+        let per = (receivers.max(1) as f64) * window;
+        let packets: u64 = reports.iter().map(|r| r.flood_packets).sum();
+        let bytes: u64 = reports.iter().map(|r| r.flood_bytes).sum();
+        (
+            flood_window.1 as f64 * 8.0 / window / 1e6,
+            flood_window.0 as f64 / window,
+            bytes as f64 * 8.0 / per / 1e6,
+            packets as f64 / per,
+        )
+    });
+    if let Some((off_mbps, off_pps, thr_mbps, thr_pps)) = flood {
+        println!(
+            "flood: offered {off_mbps:.2} Mbit/s ({off_pps:.0} datagrams/s); through to each participant {thr_mbps:.2} Mbit/s of payload ({thr_pps:.0} packets/s)"
+        );
     }
     println!(
         "join (ms, from connect): websocket p50 {} p99 {}; join response p50 {} p99 {}; ICE+DTLS connected p50 {} p99 {}",
@@ -539,12 +694,18 @@ fn summarize(
         println!("loadgen cpu: {p:.0} % of one core");
     }
     if args.kv {
+        let f = |i: usize, digits: usize| fmt_opt(flood.map(|v| [v.0, v.1, v.2, v.3][i]), digits);
         println!(
-            "kv mode=sfu pubs={} subs={} video_kbps={} simulcast={} joined={joined} connected={connected} failed={} window_s={window:.2} fwd_pkts={fwd} fwd_pps={fwd_pps:.0} sent_pps={sent_pps:.0} loss_pct={} lat_p50_ms={} lat_p99_ms={} jitter_ms={} ws_p50_ms={} join_p50_ms={} join_p99_ms={} first_pkt_p50_ms={} first_pkt_p99_ms={} server_cpu_s={} cpu_us_per_pkt={} pps_per_core={} loadgen_cpu_pct={}",
+            "kv mode=sfu pubs={} subs={} stalled_subs={} stalled={stalled} video_kbps={} simulcast={} flood_offered_mbps={} flood_offered_pps={} flood_through_mbps={} flood_through_pps={} joined={joined} connected={connected} failed={} window_s={window:.2} fwd_pkts={fwd} fwd_pps={fwd_pps:.0} sent_pps={sent_pps:.0} loss_pct={} lat_p50_ms={} lat_p99_ms={} jitter_ms={} ws_p50_ms={} join_p50_ms={} join_p99_ms={} first_pkt_p50_ms={} first_pkt_p99_ms={} server_cpu_s={} cpu_us_per_pkt={} pps_per_core={} loadgen_cpu_pct={}",
             args.publishers,
             args.subscribers,
+            args.stalled_subscribers,
             args.video_kbps,
             u8::from(args.simulcast),
+            f(0, 3),
+            f(1, 0),
+            f(2, 3),
+            f(3, 0),
             failed.len(),
             fmt_opt((expected > 0).then_some(loss), 4),
             fmt_opt(lat.map(|l| l.0), 3),
@@ -578,6 +739,16 @@ mod tests {
         assert_eq!(quantile(&v, 0.5), Some(50.0));
         assert_eq!(quantile(&v, 0.99), Some(99.0));
         assert_eq!(quantile(&[3.0, 1.0, 2.0], 1.0), Some(3.0));
+    }
+
+    #[test]
+    fn flood_rates() {
+        assert_eq!(parse_flood("20"), Ok(FloodRate(Some(20_000))));
+        assert_eq!(parse_flood("2.5"), Ok(FloodRate(Some(2_500))));
+        assert_eq!(parse_flood("max"), Ok(FloodRate(None)));
+        assert_eq!(parse_flood("0"), Ok(FloodRate(None)));
+        assert!(parse_flood("-1").is_err());
+        assert!(parse_flood("fast").is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::stamp::{self, Stamp};
-use super::{Role, Shared};
+use super::{Behaviour, Role, Shared};
 
 /// Sockets a client owns, as offsets of its token base.
 pub(super) const TOKEN_WS: usize = 0;
@@ -46,6 +46,15 @@ const KEYFRAME_EVERY: Duration = Duration::from_secs(3);
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// A sender this far behind its schedule skips ahead instead of bursting.
 const MAX_LAG: Duration = Duration::from_millis(200);
+/// A flooder sends a frame every 5 ms instead of every 33: the same rate in bursts of a
+/// seventh the size, closer to a steady stream than to a keyframe storm every frame.
+const FLOOD_INTERVAL: Duration = Duration::from_millis(5);
+/// A flooder without a rate (`--flood-mbps max`) writes this much per worker iteration,
+/// coming straight back for more.
+const FLOOD_MAX_BURST: usize = 32 * VIDEO_MAX_PAYLOAD;
+/// A stalled subscriber's receive buffer: the kernel's minimum, so it is full at once, as
+/// it would be after a while at any size.
+const STALLED_RECV_BUFFER: usize = 4096;
 /// Simulcast rids (low to high) and their share of `--video-kbps`.
 const LAYERS: [(&str, u32, u32, u32); 3] =
     [("q", 16, 320, 180), ("h", 4, 640, 360), ("f", 1, 1280, 720)];
@@ -65,6 +74,7 @@ pub(super) struct Spec {
     pub(super) simulcast: bool,
     /// When to connect.
     pub(super) at: Instant,
+    pub(super) behaviour: Behaviour,
 }
 
 /// One receiving stream's measurements (packets whose send time falls in the window).
@@ -92,6 +102,7 @@ impl StreamStat {
 #[derive(Debug)]
 pub(super) struct Report {
     pub(super) role: Role,
+    pub(super) behaviour: Behaviour,
     /// Connect start → WebSocket upgraded.
     pub(super) ws_ms: Option<f64>,
     /// Connect start → `JoinResponse`.
@@ -101,6 +112,11 @@ pub(super) struct Report {
     /// Connect start → first remote media packet.
     pub(super) first_pkt_ms: Option<f64>,
     pub(super) streams: Vec<StreamStat>,
+    /// What arrived of the flooder's media sent inside the window: packets, payload bytes.
+    pub(super) flood_packets: u64,
+    pub(super) flood_bytes: u64,
+    /// A stalled subscriber got media and stopped.
+    pub(super) stalled: bool,
     pub(super) error: Option<String>,
 }
 
@@ -110,6 +126,9 @@ struct Peer {
     local: SocketAddr,
     timeout: Instant,
     connected: Option<Instant>,
+    /// Datagrams (and their bytes) the socket took, all run long.
+    sent_datagrams: u64,
+    sent_bytes: u64,
 }
 
 impl Peer {
@@ -127,6 +146,8 @@ impl Peer {
             local,
             timeout: now,
             connected: None,
+            sent_datagrams: 0,
+            sent_bytes: 0,
         })
     }
 
@@ -141,7 +162,10 @@ impl Peer {
                 }
                 Output::Transmit(t) => {
                     // A full send buffer drops the datagram, as a congested network would.
-                    let _ = self.socket.send_to(&t.contents, t.destination);
+                    if self.socket.send_to(&t.contents, t.destination).is_ok() {
+                        self.sent_datagrams += 1;
+                        self.sent_bytes += t.contents.len() as u64;
+                    }
                 }
                 Output::Event(e) => events.push(e),
             }
@@ -163,6 +187,10 @@ struct Publishing {
     video: Vec<VideoStream>,
     video_rtp: u64,
     next_video: Instant,
+    /// Time between frames (30 fps; a flooder's are closer).
+    video_interval: Duration,
+    /// `--flood-mbps max`: a frame every worker iteration, as fast as the thread goes.
+    flood_max: bool,
 }
 
 struct VideoStream {
@@ -192,6 +220,12 @@ pub(super) struct Client {
     error: Option<String>,
     left: bool,
     counted_connected: bool,
+    /// A stalled subscriber got media and now neither reads its socket nor drives str0m.
+    stalled: bool,
+    flood_packets: u64,
+    flood_bytes: u64,
+    /// The flooder's publisher socket counters as last added to the shared totals.
+    flood_reported: (u64, u64),
 }
 
 /// Builds the `/rtc` URL for a token.
@@ -271,6 +305,10 @@ impl Client {
             error: None,
             left: false,
             counted_connected: false,
+            stalled: false,
+            flood_packets: 0,
+            flood_bytes: 0,
+            flood_reported: (0, 0),
         })
     }
 
@@ -317,6 +355,7 @@ impl Client {
         }
         let r = match which {
             TOKEN_WS => self.read_signalling(registry, shared),
+            TOKEN_SUB | TOKEN_PUB if self.stalled => Ok(()),
             TOKEN_SUB | TOKEN_PUB => self.read_media(which, buf, shared),
             _ => Ok(()),
         };
@@ -499,6 +538,11 @@ impl Client {
         }))?;
         let kbps = self.spec.video_kbps;
         let mut streams = Vec::new();
+        let (video_interval, flood_max) = match self.spec.behaviour {
+            Behaviour::Flood(Some(_)) => (FLOOD_INTERVAL, false),
+            Behaviour::Flood(None) => (FLOOD_INTERVAL, true),
+            _ => (VIDEO_INTERVAL, false),
+        };
         if video {
             let layers: Vec<proto::VideoLayer> = if simulcast {
                 LAYERS
@@ -531,7 +575,13 @@ impl Client {
                 }],
                 ..Default::default()
             }))?;
-            let frame_bytes = |div: u32| (kbps as usize * 1000 / 8 / div as usize / 30).max(1);
+            let frame_bytes = |div: u32| {
+                if flood_max {
+                    return FLOOD_MAX_BURST;
+                }
+                let per_sec = kbps as f64 * 1000.0 / 8.0 / f64::from(div);
+                ((per_sec * video_interval.as_secs_f64()) as usize).max(1)
+            };
             if simulcast {
                 for (i, (rid, div, ..)) in LAYERS.iter().enumerate() {
                     streams.push(VideoStream {
@@ -571,6 +621,8 @@ impl Client {
             video: streams,
             video_rtp: 0,
             next_video: now,
+            video_interval,
+            flood_max,
         });
         Ok(())
     }
@@ -595,6 +647,9 @@ impl Client {
 
     fn read_media(&mut self, which: usize, buf: &mut [u8], shared: &Shared) -> anyhow::Result<()> {
         loop {
+            if self.stalled {
+                return Ok(());
+            }
             let peer = match which {
                 TOKEN_SUB => self.sub.as_mut(),
                 _ => self.publ.as_mut(),
@@ -666,15 +721,32 @@ impl Client {
         if self.first_pkt.is_none() {
             self.first_pkt = Some(Instant::now());
         }
+        match self.spec.behaviour {
+            Behaviour::Normal => {}
+            // Media flows: from now on this subscriber is a dead end, measuring nothing.
+            Behaviour::Stalled => return self.stall(),
+            // What the flooder receives is no measure of the service either.
+            Behaviour::Flood(_) => return,
+        }
         let Some(s) = stamp::read(&d.data) else {
             return;
         };
         // RTP packets this frame came in (one per frame as the loadgen writes them).
         let packets = (**d.seq_range.end()).saturating_sub(**d.seq_range.start()) + 1;
-        shared.received.fetch_add(packets, Ordering::Relaxed);
         let start = shared.win_start_us.load(Ordering::Relaxed);
         let end = shared.win_end_us.load(Ordering::Relaxed);
-        if s.sent_us < start || s.sent_us >= end {
+        let in_window = s.sent_us >= start && s.sent_us < end;
+        if stamp::is_flood(s.stream) {
+            // The flooder's media is what got through the server's limit, not a measure of
+            // the normal participants' service.
+            if in_window {
+                self.flood_packets += packets;
+                self.flood_bytes += d.data.len() as u64;
+            }
+            return;
+        }
+        shared.received.fetch_add(packets, Ordering::Relaxed);
+        if !in_window {
             return;
         }
         shared.window_received.fetch_add(packets, Ordering::Relaxed);
@@ -699,6 +771,20 @@ impl Client {
         st.last_transit_us = Some(transit);
     }
 
+    /// Stops reading the media sockets and driving str0m (no RTCP, no feedback, no ICE
+    /// consent), and shrinks the receive buffers so the server's datagrams pile up and
+    /// are dropped by the kernel, as for a client whose process hangs. Signalling stays up,
+    /// so the server keeps it in the room and keeps sending.
+    fn stall(&mut self) {
+        self.stalled = true;
+        for p in [self.sub.as_ref(), self.publ.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = socket2::SockRef::from(&p.socket).set_recv_buffer_size(STALLED_RECV_BUFFER);
+        }
+    }
+
     /// Timers, media due, pings. Returns the next instant this client wants a tick.
     pub(super) fn tick(&mut self, now: Instant, sending: bool, shared: &Shared) -> Instant {
         if self.failed() {
@@ -707,10 +793,21 @@ impl Client {
         if let Err(e) = self.tick_inner(now, sending, shared) {
             self.fail(shared, format!("{e:#}"));
         }
+        if let (Behaviour::Flood(_), Some(p)) = (self.spec.behaviour, self.publ.as_ref()) {
+            let (d, b) = self.flood_reported;
+            shared
+                .flood_sent_datagrams
+                .fetch_add(p.sent_datagrams - d, Ordering::Relaxed);
+            shared
+                .flood_sent_bytes
+                .fetch_add(p.sent_bytes - b, Ordering::Relaxed);
+            self.flood_reported = (p.sent_datagrams, p.sent_bytes);
+        }
         let mut next = self.next_ping;
         for p in [self.sub.as_ref(), self.publ.as_ref()]
             .into_iter()
             .flatten()
+            .filter(|_| !self.stalled)
         {
             next = next.min(p.timeout);
         }
@@ -724,7 +821,8 @@ impl Client {
     }
 
     fn tick_inner(&mut self, now: Instant, sending: bool, shared: &Shared) -> anyhow::Result<()> {
-        for which in [TOKEN_SUB, TOKEN_PUB] {
+        let stalled = self.stalled;
+        for which in [TOKEN_SUB, TOKEN_PUB].into_iter().filter(|_| !stalled) {
             let peer = match which {
                 TOKEN_SUB => self.sub.as_mut(),
                 _ => self.publ.as_mut(),
@@ -767,6 +865,7 @@ impl Client {
         }
         let base = shared.base;
         let publisher = self.spec.index;
+        let flooding = matches!(self.spec.behaviour, Behaviour::Flood(_));
         let mut sent = 0u64;
         if let Some(pt) = m.opus {
             if now.saturating_duration_since(m.next_audio) > MAX_LAG {
@@ -795,7 +894,7 @@ impl Client {
             }
         }
         if let (Some(pt), Some(mid)) = (m.vp8, m.video_mid) {
-            if now.saturating_duration_since(m.next_video) > MAX_LAG {
+            if m.flood_max || now.saturating_duration_since(m.next_video) > MAX_LAG {
                 m.next_video = now;
             }
             while m.next_video <= now {
@@ -830,16 +929,26 @@ impl Client {
                             MediaTime::new(m.video_rtp + j as u64, Frequency::NINETY_KHZ),
                             data,
                         )?;
+                        // str0m packetizes what was written on its next timeout, and
+                        // refuses a 101st frame before that: hand it one now, so a burst
+                        // (a flooder's, a catch-up after a stall) goes out as it is made.
+                        peer.rtc.handle_input(Input::Timeout(now))?;
                         peer.drain(&mut self.events)?;
                         vs.seq = vs.seq.wrapping_add(1);
                         sent += 1;
                     }
                 }
-                m.video_rtp += 3000;
-                m.next_video += VIDEO_INTERVAL;
+                m.video_rtp += (90_000.0 * m.video_interval.as_secs_f64()) as u64;
+                m.next_video += m.video_interval;
+            }
+            if m.flood_max {
+                // Due again at once: the worker comes straight back.
+                m.next_video = now;
             }
         }
-        shared.sent.fetch_add(sent, Ordering::Relaxed);
+        if !flooding {
+            shared.sent.fetch_add(sent, Ordering::Relaxed);
+        }
         if !self.events.is_empty() {
             self.handle_events(TOKEN_PUB, shared);
         }
@@ -883,11 +992,15 @@ impl Client {
         }
         Report {
             role: self.spec.role,
+            behaviour: self.spec.behaviour,
             ws_ms: ms(Some(self.ws_open)),
             join_ms: ms(self.join_at),
             connected_ms: ms(self.connected_at()),
             first_pkt_ms: ms(self.first_pkt),
             streams: self.streams.into_values().collect(),
+            flood_packets: self.flood_packets,
+            flood_bytes: self.flood_bytes,
+            stalled: self.stalled,
             error: self.error,
         }
     }

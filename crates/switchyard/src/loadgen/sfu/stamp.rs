@@ -30,8 +30,17 @@ pub(crate) struct Stamp {
     pub(crate) sent_us: u64,
 }
 
+/// The publisher index of `--flood-mbps`'s flooder, above any real one, so receivers can
+/// tell its streams from those they measure.
+pub(crate) const FLOOD_PUBLISHER: usize = 0xff_ffff;
+
 pub(crate) fn stream_key(publisher: usize, code: u8) -> u32 {
     ((publisher as u32) << 8) | u32::from(code)
+}
+
+/// Whether a stream key is the flooder's.
+pub(crate) fn is_flood(stream: u32) -> bool {
+    (stream >> 8) as usize == FLOOD_PUBLISHER
 }
 
 /// An Opus-looking payload of `len` bytes.
@@ -99,5 +108,13 @@ mod tests {
         assert_eq!(d[0] & 1, 1, "delta frame: P bit set");
         assert_eq!(read(&d), Some(s));
         assert_eq!(read(&[0u8; 40]), None);
+    }
+
+    #[test]
+    fn flood_streams_are_told_apart() {
+        assert!(is_flood(stream_key(FLOOD_PUBLISHER, STREAM_VIDEO)));
+        assert!(is_flood(stream_key(FLOOD_PUBLISHER, STREAM_AUDIO)));
+        assert!(!is_flood(stream_key(0, STREAM_VIDEO)));
+        assert!(!is_flood(stream_key(65_535, stream_layer(2))));
     }
 }
