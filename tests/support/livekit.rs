@@ -194,6 +194,30 @@ pub fn http(
     (status, body)
 }
 
+/// One Twirp `RoomService` call with a JSON body; returns (status, JSON body or null).
+pub fn twirp(
+    server: &LivekitServer,
+    method: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    let (status, text) = http(
+        server.http,
+        "POST",
+        &format!("/twirp/livekit.RoomService/{method}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// The key pair in `config/livekit.yaml`.
 pub const SAMPLE_KEY: (&str, &str) = ("changeme-key", "changeme-secret-of-at-least-32-characters");
 

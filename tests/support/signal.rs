@@ -17,10 +17,22 @@ pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// Opens `/rtc`; Err(status) when refused before the upgrade.
 pub fn connect(server: &LivekitServer, token: &str) -> Result<Ws, u16> {
-    let url = format!(
+    open(&format!(
         "{}/rtc?access_token={token}&protocol=16&auto_subscribe=1",
         server.ws_url()
-    );
+    ))
+}
+
+/// Resumes participant `sid` after its connection dropped (`reconnect=1&sid=`, as
+/// livekit-client does); Err(status) when refused before the upgrade.
+pub fn resume(server: &LivekitServer, token: &str, sid: &str) -> Result<Ws, u16> {
+    open(&format!(
+        "{}/rtc?access_token={token}&protocol=16&auto_subscribe=1&reconnect=1&sid={sid}",
+        server.ws_url()
+    ))
+}
+
+fn open(url: &str) -> Result<Ws, u16> {
     match tungstenite::connect(url) {
         Ok((ws, _)) => {
             if let MaybeTlsStream::Plain(s) = ws.get_ref() {

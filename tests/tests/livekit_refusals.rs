@@ -7,7 +7,9 @@ use livekit_protocol as proto;
 use proto::{signal_request, signal_response};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use switchyard_tests::livekit::{API_KEY, API_SECRET, LivekitServer, http, join_token, token};
+use switchyard_tests::livekit::{
+    API_KEY, API_SECRET, LivekitServer, http, join_token, token, twirp,
+};
 use switchyard_tests::need;
 use switchyard_tests::signal::{Ws, connect, join, send, wait_for};
 use tungstenite::Message as WsMessage;
@@ -234,29 +236,6 @@ fn vanished_client_is_cleaned_up_and_leave_is_broadcast() {
         _ => None,
     });
     assert!(left.is_some(), "leave not broadcast");
-}
-
-fn twirp(
-    server: &LivekitServer,
-    method: &str,
-    token: &str,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let auth = format!("Bearer {token}");
-    let (status, text) = http(
-        server.http,
-        "POST",
-        &format!("/twirp/livekit.RoomService/{method}"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &auth),
-        ],
-        body.to_string().as_bytes(),
-    );
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-    )
 }
 
 #[test]

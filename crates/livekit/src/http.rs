@@ -126,10 +126,15 @@ pub async fn serve(
     {
         let hub = hub.clone();
         tokio::spawn(async move {
+            // Housekeeping at one-second resolution: empty rooms close, connected
+            // participants get their periodic refreshed token.
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                hub.lock().expect("hub lock").reap_rooms(Instant::now());
+                let now = Instant::now();
+                let mut h = hub.lock().expect("hub lock");
+                h.reap_rooms(now);
+                h.refresh_tokens(now);
             }
         });
     }

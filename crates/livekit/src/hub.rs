@@ -27,8 +27,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::settings::Settings;
 
 mod admin;
+mod claims;
 mod dynacast;
 mod quality;
+mod refresh;
 mod subscriptions;
 use crate::token::Claims;
 use crate::webhook::Webhooks;
@@ -72,6 +74,8 @@ pub(crate) struct Participant {
     /// The connection-quality grade last sent to the room.
     quality: Option<quality::Grade>,
     next_offer_id: u32,
+    /// When the participant was last handed a `refresh_token` (see [`refresh`]).
+    token_sent: Option<Instant>,
 }
 
 pub(crate) struct Room {
@@ -285,7 +289,6 @@ impl Hub {
             .router
             .add_participant(&room_name, mode, subscribe, now);
         let (secs, ms) = unix_now();
-        let g = &claims.video;
         let info = ParticipantInfo {
             sid: new_sid("PA_"),
             identity: identity.clone(),
@@ -295,17 +298,7 @@ impl Hub {
             joined_at_ms: ms,
             name: claims.name.clone(),
             version: 1,
-            permission: Some(proto::ParticipantPermission {
-                can_subscribe: g.can_subscribe(),
-                can_publish: g.can_publish(),
-                can_publish_data: g.can_publish_data(),
-                can_publish_sources: g.publish_sources().into_iter().map(|s| s as i32).collect(),
-                hidden: g.hidden,
-                recorder: g.recorder,
-                can_update_metadata: g.can_update_own_metadata(),
-                agent: g.agent,
-                ..Default::default()
-            }),
+            permission: Some(claims.video.to_permission()),
             attributes: claims.attributes.clone(),
             ..Default::default()
         };
@@ -357,10 +350,13 @@ impl Hub {
                 session,
                 quality: None,
                 next_offer_id: 1,
+                token_sent: None,
             },
         );
         self.by_router
-            .insert(router_id, (room_name.clone(), identity));
+            .insert(router_id, (room_name.clone(), identity.clone()));
+        // The joining token may be about to expire: hand over a fresh one right away.
+        self.send_refresh_token(&room_name, &identity, now);
         self.hook("participant_joined", &room_name, Some(&info), None);
         self.dynacast(&room_name);
         if !info.permission.as_ref().is_some_and(|p| p.hidden) {
@@ -406,6 +402,8 @@ impl Hub {
             identity = claims.identity(),
             "participant resumed"
         );
+        // As on join: the token the client resumed with may be its last.
+        self.send_refresh_token(&claims.video.room, claims.identity(), Instant::now());
         Ok(session)
     }
 

@@ -404,20 +404,12 @@ async fn handle(
                 timestamp: now_ms(),
             })),
             M::UpdateMetadata(u) => {
-                let allowed = h
-                    .participant(room, identity)
-                    .is_some_and(|p| p.claims.video.can_update_own_metadata());
-                if allowed {
-                    if let Some(p) = h.participant(room, identity) {
-                        if !u.metadata.is_empty() {
-                            p.info.metadata = u.metadata;
-                        }
-                        if !u.name.is_empty() {
-                            p.info.name = u.name;
-                        }
-                        p.info.attributes.extend(u.attributes);
-                    }
-                    h.participant_changed(room, identity);
+                if !h.update_own_metadata(room, identity, &u) {
+                    tracing::debug!(
+                        room,
+                        identity,
+                        "update_metadata without canUpdateOwnMetadata, ignored"
+                    );
                 }
                 None
             }

@@ -1,13 +1,17 @@
 //! LiveKit access tokens: HS256 JWTs whose `iss` names the API key and whose `video` claim
-//! carries the grants.
+//! carries the grants. Verified here; the server mints its own (refreshed tokens) in
+//! [`mint`].
 
 use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use livekit_protocol::TrackSource;
-use serde::Deserialize;
+use livekit_protocol::{ParticipantPermission, TrackSource};
+use serde::{Deserialize, Serialize};
+
+mod mint;
+pub use mint::mint;
 
 /// Clock skew tolerated on `exp`/`nbf`, as livekit-server.
 const LEEWAY_SECS: u64 = 60;
@@ -25,23 +29,57 @@ pub enum TokenError {
 }
 
 /// The `video` grant. Absent booleans are `false`; the `Option`s have LiveKit's defaults
-/// applied by the accessors.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// applied by the accessors. Every field livekit-server knows is kept, even those this
+/// server does not act on, so a refreshed token grants exactly what the original did;
+/// serialised, unset fields are left out as livekit-server leaves them out (`omitempty`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct VideoGrant {
+    #[serde(skip_serializing_if = "is_false")]
     pub room_create: bool,
+    #[serde(skip_serializing_if = "is_false")]
     pub room_list: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub room_record: bool,
+    #[serde(skip_serializing_if = "is_false")]
     pub room_admin: bool,
+    #[serde(skip_serializing_if = "is_false")]
     pub room_join: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub room: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub can_publish: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub can_subscribe: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub can_publish_data: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub can_publish_sources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub can_update_own_metadata: Option<bool>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub ingress_admin: bool,
+    #[serde(skip_serializing_if = "is_false")]
     pub hidden: bool,
+    #[serde(skip_serializing_if = "is_false")]
     pub recorder: bool,
+    #[serde(skip_serializing_if = "is_false")]
     pub agent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_subscribe_metrics: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_manage_agent_session: Option<bool>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub destination_room: String,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `camera`, `screen_share`…: a track source as grants name it (the proto name, lowercase).
+fn source_name(source: TrackSource) -> String {
+    source.as_str_name().to_lowercase()
 }
 
 impl VideoGrant {
@@ -78,6 +116,49 @@ impl VideoGrant {
         }
         self.can_publish_sources.is_empty() || self.publish_sources().contains(&source)
     }
+
+    /// The permission a participant holding this grant has (`ParticipantInfo.permission`).
+    // `recorder` and `agent` are deprecated in the proto; livekit-server still fills them.
+    #[allow(deprecated)]
+    pub fn to_permission(&self) -> ParticipantPermission {
+        ParticipantPermission {
+            can_subscribe: self.can_subscribe(),
+            can_publish: self.can_publish(),
+            can_publish_data: self.can_publish_data(),
+            can_publish_sources: self
+                .publish_sources()
+                .into_iter()
+                .map(|s| s as i32)
+                .collect(),
+            hidden: self.hidden,
+            recorder: self.recorder,
+            can_update_metadata: self.can_update_own_metadata(),
+            agent: self.agent,
+            can_subscribe_metrics: self.can_subscribe_metrics.unwrap_or(false),
+            can_manage_agent_session: self.can_manage_agent_session.unwrap_or(false),
+        }
+    }
+
+    /// Overwrites the in-room permissions with `p` (Twirp `UpdateParticipant`), setting each
+    /// explicitly as livekit-server does, so a refreshed token carries what is now in effect.
+    /// Room-level grants (`room`, `roomJoin`, admin rights) are untouched.
+    #[allow(deprecated)]
+    pub fn update_from_permission(&mut self, p: &ParticipantPermission) {
+        self.can_publish = Some(p.can_publish);
+        self.can_publish_data = Some(p.can_publish_data);
+        self.can_publish_sources = p
+            .can_publish_sources
+            .iter()
+            .map(|s| source_name(TrackSource::try_from(*s).unwrap_or(TrackSource::Unknown)))
+            .collect();
+        self.can_subscribe = Some(p.can_subscribe);
+        self.can_update_own_metadata = Some(p.can_update_metadata);
+        self.hidden = p.hidden;
+        self.recorder = p.recorder;
+        self.agent = p.agent;
+        self.can_subscribe_metrics = Some(p.can_subscribe_metrics);
+        self.can_manage_agent_session = Some(p.can_manage_agent_session);
+    }
 }
 
 /// The claims of a verified token.
@@ -98,6 +179,20 @@ pub struct Claims {
     pub attributes: HashMap<String, String>,
     #[serde(default)]
     pub video: VideoGrant,
+    /// Expiry, Unix seconds (required by [`verify`]). A refreshed token lasts at least as
+    /// long as the original would have.
+    #[serde(default)]
+    pub exp: u64,
+    /// `standard`, `agent`…; empty means standard.
+    #[serde(default)]
+    pub kind: String,
+    /// Cloud room preset, carried into refreshed tokens.
+    #[serde(default, rename = "roomPreset")]
+    pub room_preset: String,
+    /// Room configuration for a room this participant creates, carried into refreshed
+    /// tokens as it came.
+    #[serde(default, rename = "roomConfig")]
+    pub room_config: Option<serde_json::Value>,
 }
 
 impl Claims {
@@ -216,6 +311,34 @@ mod tests {
         let c = verify(&t, &keys()).unwrap();
         assert!(!c.video.can_publish_data());
         assert!(!c.video.may_publish_source(TrackSource::Microphone));
+    }
+
+    #[test]
+    fn grant_fields_survive_a_round_trip_and_permissions_apply() {
+        let raw = json!({"roomJoin": true, "room": "r", "roomRecord": true,
+                         "canSubscribeMetrics": true, "destinationRoom": "d",
+                         "canPublishSources": ["camera"]});
+        let g: VideoGrant = serde_json::from_value(raw.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&g).unwrap(), raw);
+        let perm = g.to_permission();
+        assert!(perm.can_publish && perm.can_subscribe_metrics && !perm.can_update_metadata);
+        assert_eq!(perm.can_publish_sources, vec![TrackSource::Camera as i32]);
+        // Applying a permission sets every in-room flag explicitly, keeps the room grants.
+        let mut g2 = g.clone();
+        let narrowed = ParticipantPermission {
+            can_subscribe: true,
+            can_publish: true,
+            can_publish_sources: vec![TrackSource::ScreenShareAudio as i32],
+            ..Default::default()
+        };
+        g2.update_from_permission(&narrowed);
+        assert_eq!(g2.to_permission(), narrowed);
+        assert_eq!(
+            g2.can_publish_sources,
+            vec!["screen_share_audio".to_string()]
+        );
+        assert_eq!(g2.can_publish_data, Some(false));
+        assert!(g2.room_join && g2.room_record && g2.room == "r" && g2.destination_room == "d");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! What the Twirp RoomService changes inside a room on an admin's behalf: participant
-//! metadata and permissions, room metadata, server-sent data and muting a published track.
+//! What the Twirp RoomService changes inside a room on an admin's behalf: room metadata,
+//! server-sent data and muting a published track (participant metadata and permissions
+//! are in [`super::claims`]).
 //! Each change reaches the clients the way livekit-server sends it (participant updates,
 //! `room_update`, data packets from the server, a `mute` request to the publisher).
 
@@ -10,34 +11,6 @@ use proto::signal_response;
 use super::{Hub, signal};
 
 impl Hub {
-    /// `UpdateParticipant`: metadata, name, attributes (an empty value deletes the key)
-    /// and permission. `None` when the participant is not in the room.
-    pub(crate) fn update_participant(
-        &mut self,
-        req: &proto::UpdateParticipantRequest,
-    ) -> Option<proto::ParticipantInfo> {
-        let p = self.participant(&req.room, &req.identity)?;
-        if !req.metadata.is_empty() {
-            p.info.metadata = req.metadata.clone();
-        }
-        if !req.name.is_empty() {
-            p.info.name = req.name.clone();
-        }
-        for (k, v) in &req.attributes {
-            if v.is_empty() {
-                p.info.attributes.remove(k);
-            } else {
-                p.info.attributes.insert(k.clone(), v.clone());
-            }
-        }
-        if let Some(perm) = &req.permission {
-            p.info.permission = Some(perm.clone());
-        }
-        self.participant_changed(&req.room, &req.identity);
-        self.participant(&req.room, &req.identity)
-            .map(|p| p.info.clone())
-    }
-
     /// `UpdateRoomMetadata`: stores it and sends `room_update` to everyone in the room.
     pub(crate) fn update_room_metadata(
         &mut self,
