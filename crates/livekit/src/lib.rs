@@ -20,7 +20,7 @@ pub mod webhook;
 pub use http::{Server, serve};
 pub use ice_servers::{IceCredential, IceServer};
 pub use settings::Settings;
-pub use switchyard_sfu::IngressLimit;
+pub use switchyard_sfu::{CongestionControl, IngressLimit};
 pub use webhook::WebhookConfig;
 
 /// The LiveKit server version we report. The JS SDK refuses RPC below 1.8.0.

@@ -11,7 +11,9 @@ use anyhow::Context;
 use std::net::IpAddr;
 
 use switchyard_config::livekit::{LiveKitConfig, TurnAuth, TurnProtocol};
-use switchyard_livekit::{IceCredential, IceServer, IngressLimit, Settings, WebhookConfig};
+use switchyard_livekit::{
+    CongestionControl, IceCredential, IceServer, IngressLimit, Settings, WebhookConfig,
+};
 
 use crate::logging::{self, LogTarget};
 
@@ -122,7 +124,7 @@ fn settings(c: &LiveKitConfig) -> Settings {
         prometheus_port: c.prometheus_port,
         ingress_limit: (c.rtc.ingress_limit_kbps > 0)
             .then(|| IngressLimit::from_bits_per_sec(u64::from(c.rtc.ingress_limit_kbps) * 1000)),
-        congestion_control: switchyard_sfu::CongestionControl {
+        congestion_control: CongestionControl {
             enabled: c.rtc.congestion_control,
             allow_pause: c.rtc.allow_pause,
         },

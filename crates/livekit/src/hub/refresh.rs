@@ -131,6 +131,8 @@ mod tests {
             RouterConfig {
                 candidates: Vec::new(),
                 tcp_candidates: Vec::new(),
+                ingress_limit: None,
+                congestion_control: Default::default(),
             },
             Instant::now(),
         );
