@@ -194,6 +194,21 @@ fn metrics_follow_a_call_and_return_to_zero() {
         "{during}"
     );
     assert!(sample(&during, "livekit_packet_total{direction=\"outgoing\"}") > 500.0);
+    // Every participant's receiving connection has a bandwidth estimate; keyframe requests
+    // went to the publishers when the subscribers started.
+    assert_eq!(
+        sample(&during, "switchyard_sfu_bandwidth_estimated_connections"),
+        3.0,
+        "{during}"
+    );
+    assert!(
+        sample(&during, "switchyard_sfu_bandwidth_estimate_bits_per_second") > 100_000.0,
+        "{during}"
+    );
+    assert!(
+        sample(&during, "livekit_pli_total{direction=\"outgoing\"}") >= 1.0,
+        "{during}"
+    );
     // After the call: gauges back to zero; counters only grew.
     // A participant whose leave did not get out (a busy machine) is dropped after the
     // 10 s resume grace instead: wait that long.

@@ -1063,8 +1063,16 @@ impl Hub {
 
     /// Rooms, participants, published tracks by kind and forwarded tracks, for `/metrics`.
     pub(crate) fn gauges(&self) -> switchyard_telemetry::livekit::SfuGauges {
+        let fb = self.router.feedback();
+        let bw = self.router.bandwidth_summary();
         let mut g = switchyard_telemetry::livekit::SfuGauges {
             rooms: self.rooms.len() as u64,
+            nacks_in: fb.nacks_received,
+            plis_in: fb.plis_received,
+            plis_out: fb.plis_sent,
+            estimated: bw.estimated,
+            estimate_bps: bw.total_bps,
+            paused_tracks: bw.paused_tracks,
             ..Default::default()
         };
         for p in self.rooms.values().flat_map(|r| r.participants.values()) {

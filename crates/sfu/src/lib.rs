@@ -26,7 +26,7 @@ mod router;
 pub use ids::{ParticipantId, PcRole, TrackId};
 pub use ingress::IngressLimit;
 pub use router::{
-    CongestionControl, Event, LayerChoice, LinkStats, PcMode, Router, RouterConfig, SfuError,
-    Subscribe, TrackKind, TrackLabel,
+    BandwidthSummary, CongestionControl, Event, Feedback, LayerChoice, LinkStats, PcMode, Router,
+    RouterConfig, SfuError, Subscribe, TrackKind, TrackLabel,
 };
 pub use str0m::net::{Protocol, Transmit};

@@ -486,6 +486,27 @@ impl Track {
     }
 }
 
+/// RTCP feedback counted since the router started (for metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Feedback {
+    /// Packets subscribers asked for again (NACK).
+    pub nacks_received: u64,
+    /// Keyframe requests (PLI/FIR) from subscribers.
+    pub plis_received: u64,
+    /// Keyframe requests sent to publishers (after throttling).
+    pub plis_sent: u64,
+}
+
+/// Bandwidth estimation across all subscribers right now (for metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BandwidthSummary {
+    /// Connections with an estimate, and the sum of their budgets in bits per second.
+    pub estimated: u64,
+    pub total_bps: u64,
+    /// Video copies paused because not even their lowest layer fits.
+    pub paused_tracks: u64,
+}
+
 /// All rooms of one SFU instance. See the crate docs.
 pub struct Router {
     config: RouterConfig,
@@ -499,6 +520,7 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     now: Instant,
+    feedback: Feedback,
     /// When layer rates were last measured, and when they are next.
     last_tick: Instant,
     next_tick: Instant,
@@ -518,6 +540,7 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             now,
+            feedback: Feedback::default(),
             last_tick: now,
             next_tick: now + ALLOCATION_TICK,
         }
@@ -1047,6 +1070,28 @@ impl Router {
         p.pc(PcRole::Subscriber)?.bwe.map(|b| b.budget())
     }
 
+    /// RTCP feedback counted so far.
+    pub fn feedback(&self) -> Feedback {
+        self.feedback
+    }
+
+    /// Estimates and pauses across every subscriber connection.
+    pub fn bandwidth_summary(&self) -> BandwidthSummary {
+        let mut s = BandwidthSummary::default();
+        for p in self.participants.values() {
+            if let Some(b) = p.pc(PcRole::Subscriber).and_then(|pc| pc.bwe) {
+                s.estimated += 1;
+                s.total_bps += b.budget();
+            }
+            s.paused_tracks += p
+                .out
+                .iter()
+                .filter(|o| o.grant == Some(Grant::Starved))
+                .count() as u64;
+        }
+        s
+    }
+
     /// Closes a measurement window on every track, then fits each subscriber's video
     /// layers into its bandwidth estimate (see [`crate::allocate`]).
     fn reallocate(&mut self, now: Instant) {
@@ -1369,6 +1414,7 @@ impl Router {
                     RtcEvent::KeyframeRequest(k)
                         if role == PcRole::Subscriber || mode == PcMode::Single =>
                     {
+                        self.feedback.plis_received += 1;
                         keyframe_requests.push(k.mid)
                     }
                     RtcEvent::EgressBitrateEstimate(kind) => {
@@ -1409,6 +1455,7 @@ impl Router {
                             .unwrap_or((0, 0));
                         let sent = st.packets.saturating_sub(packets);
                         let asked = st.nacks.saturating_sub(nacks);
+                        self.feedback.nacks_received += asked;
                         let nack_loss = (sent > 0).then(|| asked as f32 / sent as f32);
                         let loss = match (st.loss, nack_loss) {
                             (Some(a), Some(b)) => Some(a.max(b)),
@@ -1748,6 +1795,7 @@ impl Router {
             return;
         }
         t.last_keyframe_request[slot] = Some(now);
+        self.feedback.plis_sent += 1;
         let rid = layer.and_then(|l| t.rids.get(l).copied());
         let (owner, mid) = (t.owner, t.mid);
         if let Some(mut w) = self

@@ -57,6 +57,15 @@ pub struct SfuGauges {
     pub video_tracks: u64,
     /// Tracks forwarded to subscribers (one per subscriber and track).
     pub subscriptions: u64,
+    /// Cumulative RTCP feedback (read from the router at scrape time).
+    pub nacks_in: u64,
+    pub plis_in: u64,
+    pub plis_out: u64,
+    /// Subscriber connections with a bandwidth estimate, and the estimates' sum (bit/s).
+    pub estimated: u64,
+    pub estimate_bps: u64,
+    /// Video copies paused for lack of bandwidth.
+    pub paused_tracks: u64,
 }
 
 type GaugeSource = Box<dyn Fn() -> SfuGauges + Send + Sync>;
@@ -145,6 +154,38 @@ impl Collector for LiveKitCollector {
                 ("ingress_limit", load(&c.ingress_limited)),
             ],
         )?;
+        counter_family(
+            &mut enc,
+            "livekit_nack",
+            "NACKed packets (incoming: asked for again by subscribers)",
+            "direction",
+            &[("incoming", g.nacks_in)],
+        )?;
+        counter_family(
+            &mut enc,
+            "livekit_pli",
+            "Keyframe requests (incoming from subscribers, outgoing to publishers)",
+            "direction",
+            &[("incoming", g.plis_in), ("outgoing", g.plis_out)],
+        )?;
+        gauge1(
+            &mut enc,
+            "switchyard_sfu_bandwidth_estimated_connections",
+            "Subscriber connections with a bandwidth estimate",
+            g.estimated as i64,
+        )?;
+        gauge1(
+            &mut enc,
+            "switchyard_sfu_bandwidth_estimate_bits_per_second",
+            "Sum of the subscriber connections' bandwidth estimates",
+            g.estimate_bps as i64,
+        )?;
+        gauge1(
+            &mut enc,
+            "switchyard_sfu_paused_tracks",
+            "Video copies paused because not even their lowest layer fits the estimate",
+            g.paused_tracks as i64,
+        )?;
         counter(
             &mut enc,
             "switchyard_sfu_up",
@@ -175,6 +216,12 @@ mod tests {
             audio_tracks: 4,
             video_tracks: 3,
             subscriptions: 12,
+            nacks_in: 7,
+            plis_in: 3,
+            plis_out: 2,
+            estimated: 2,
+            estimate_bps: 3_000_000,
+            paused_tracks: 1,
         })));
         let mut text = String::new();
         encode(&mut text, &r).unwrap();
@@ -187,6 +234,10 @@ mod tests {
             "livekit_packet_bytes_total{direction=\"outgoing\"} 3000",
             "switchyard_sfu_dropped_packets_total{reason=\"unclaimed\"} 1",
             "switchyard_sfu_dropped_packets_total{reason=\"ingress_limit\"} 4",
+            "livekit_nack_total{direction=\"incoming\"} 7",
+            "livekit_pli_total{direction=\"outgoing\"} 2",
+            "switchyard_sfu_bandwidth_estimate_bits_per_second 3000000",
+            "switchyard_sfu_paused_tracks 1",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
