@@ -479,9 +479,15 @@ impl Track {
             into.push(self.rates[0].rate());
             return;
         }
+        // A layer not measured yet (a new track) is offered only if it is the lowest one
+        // sent: letting everyone take every layer until the first measurement would burst
+        // far past the estimates and fill the pacers' queues.
+        let mut lowest = true;
         into.extend(self.rates.iter().zip(&self.layer_seen).map(|(r, seen)| {
-            seen.filter(|t| now.saturating_duration_since(*t) < LAYER_ACTIVE)
-                .map(|_| r.rate().unwrap_or(0))
+            seen.filter(|t| now.saturating_duration_since(*t) < LAYER_ACTIVE)?;
+            let rate = r.rate().or(lowest.then_some(0));
+            lowest = false;
+            rate
         }));
     }
 }
