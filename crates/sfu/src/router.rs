@@ -1117,13 +1117,14 @@ impl Router {
             let Some(p) = self.participants.get_mut(&id) else {
                 continue;
             };
-            let Some(bwe) = p.pc_mut(PcRole::Subscriber).and_then(|pc| pc.bwe.as_mut()) else {
+            // Worked on as a copy and written back once at the end.
+            let Some(mut bwe) = p.pc(PcRole::Subscriber).and_then(|pc| pc.bwe) else {
                 continue;
             };
             if let Some(loss) = bwe.round.take() {
                 bwe.on_loss_round(loss);
             }
-            let bwe = *bwe;
+            let mut reset = None;
             // Audio first, at what it measures; video tracks in subscription order.
             let mut audio = 0u64;
             video.clear();
@@ -1169,13 +1170,9 @@ impl Router {
                 let need = (allocate::lowest(audio, &demands) as f64 / ESTIMATE_USE * 1.1) as u64;
                 let fresh = need.max(bwe.estimate);
                 tracing::debug!(%id, estimate = bwe.estimate, fresh, "retrying paused tracks");
-                if let Some(pc) = p.pc_mut(PcRole::Subscriber) {
-                    pc.rtc.bwe().reset(Bitrate::bps(fresh));
-                    if let Some(b) = pc.bwe.as_mut() {
-                        b.estimate = fresh;
-                        b.loss_cap = None;
-                    }
-                }
+                bwe.estimate = fresh;
+                bwe.loss_cap = None;
+                reset = Some(fresh);
                 allocate::allocate(
                     (fresh as f64 * ESTIMATE_USE) as u64,
                     audio,
@@ -1183,14 +1180,12 @@ impl Router {
                     &mut grants,
                 );
             }
-            if let Some(b) = p.pc_mut(PcRole::Subscriber).and_then(|pc| pc.bwe.as_mut()) {
-                b.starved_since = match (starving, b.starved_since) {
-                    (false, _) => None,
-                    (true, None) => Some(now),
-                    (true, Some(_)) if retry => Some(now),
-                    (true, t) => t,
-                };
-            }
+            // The retry clock restarts at every retry.
+            bwe.starved_since = match starving {
+                false => None,
+                true if retry => Some(now),
+                true => bwe.starved_since.or(Some(now)),
+            };
             let desired = (allocate::wanted(audio, &demands) as f64 * PROBE_HEADROOM) as u64;
             drop(demands);
             for ((i, _), grant) in video.iter().zip(&grants) {
@@ -1211,12 +1206,18 @@ impl Router {
                 ot.grant = Some(*grant);
             }
             // Probing costs padding: only move the target when it changed noticeably.
-            let changed = desired.abs_diff(bwe.desired) > bwe.desired / 10;
-            if changed && let Some(pc) = p.pc_mut(PcRole::Subscriber) {
-                pc.rtc.bwe().set_desired_bitrate(Bitrate::bps(desired));
-                if let Some(b) = pc.bwe.as_mut() {
-                    b.desired = desired;
+            let probe = desired.abs_diff(bwe.desired) > bwe.desired / 10;
+            if probe {
+                bwe.desired = desired;
+            }
+            if let Some(pc) = p.pc_mut(PcRole::Subscriber) {
+                if let Some(fresh) = reset {
+                    pc.rtc.bwe().reset(Bitrate::bps(fresh));
                 }
+                if probe {
+                    pc.rtc.bwe().set_desired_bitrate(Bitrate::bps(desired));
+                }
+                pc.bwe = Some(bwe);
             }
         }
     }
