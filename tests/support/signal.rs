@@ -52,12 +52,21 @@ pub fn send(ws: &mut Ws, m: signal_request::Message) {
     ws.send(WsMessage::Binary(bytes.into())).expect("send");
 }
 
-/// Reads until `pick` returns Some or `timeout` passes. None also when the socket closed.
-pub fn wait_for<T>(
+/// How a read loop ([`read_until`]) ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadEnd<T> {
+    Picked(T),
+    /// The server closed the socket (or it failed).
+    Closed,
+    TimedOut,
+}
+
+/// Reads signal responses until `pick` returns Some, the socket closes or `timeout` passes.
+pub fn read_until<T>(
     ws: &mut Ws,
     timeout: Duration,
     mut pick: impl FnMut(signal_response::Message) -> Option<T>,
-) -> Option<T> {
+) -> ReadEnd<T> {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         match ws.read() {
@@ -67,20 +76,32 @@ pub fn wait_for<T>(
                     .and_then(|r| r.message)
                     && let Some(t) = pick(m)
                 {
-                    return Some(t);
+                    return ReadEnd::Picked(t);
                 }
             }
-            Ok(WsMessage::Close(_)) => return None,
+            Ok(WsMessage::Close(_)) => return ReadEnd::Closed,
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(_) => return None,
+            Err(_) => return ReadEnd::Closed,
         }
     }
-    None
+    ReadEnd::TimedOut
+}
+
+/// Reads until `pick` returns Some or `timeout` passes. None also when the socket closed.
+pub fn wait_for<T>(
+    ws: &mut Ws,
+    timeout: Duration,
+    pick: impl FnMut(signal_response::Message) -> Option<T>,
+) -> Option<T> {
+    match read_until(ws, timeout, pick) {
+        ReadEnd::Picked(t) => Some(t),
+        ReadEnd::Closed | ReadEnd::TimedOut => None,
+    }
 }
 
 /// Joins `room` as `identity` over `/rtc` and returns the join response.

@@ -11,7 +11,7 @@ use switchyard_tests::livekit::{
     API_KEY, API_SECRET, LivekitServer, http, join_token, token, twirp,
 };
 use switchyard_tests::need;
-use switchyard_tests::signal::{Ws, connect, join, send, wait_for};
+use switchyard_tests::signal::{self, Ws, connect, join, send, wait_for};
 use tungstenite::Message as WsMessage;
 
 fn validate(server: &LivekitServer, token: &str) -> u16 {
@@ -25,22 +25,10 @@ fn validate(server: &LivekitServer, token: &str) -> u16 {
     .0
 }
 
-/// True once the socket is closed by the server (or errors), within `timeout`.
+/// True once the socket is closed by the server (or errors), within `timeout`; whatever
+/// else arrives meanwhile is skipped.
 fn closed_within(ws: &mut Ws, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        match ws.read() {
-            Ok(WsMessage::Close(_)) => return true,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
+    signal::read_until(ws, timeout, |_| None::<()>) == signal::ReadEnd::Closed
 }
 
 fn add_track(
