@@ -252,7 +252,8 @@ mod tests {
     use serde_json::json;
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    fn now() -> u64 {
+    /// Unix seconds, for `exp`/`nbf` in test tokens (the `mint` tests use it too).
+    pub(super) fn now() -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()

@@ -80,18 +80,11 @@ pub fn mint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::tests::now;
     use crate::token::verify;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::{Value, json};
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    fn now() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    }
 
     /// The token's claims as raw JSON, unverified.
     fn payload(token: &str) -> Value {
