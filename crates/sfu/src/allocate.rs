@@ -7,6 +7,15 @@
 //! tracks for which even that does not fit; then one layer up at a time, round-robin, as
 //! long as the next step fits and the subscriber asked for it. This is LiveKit's order too:
 //! everyone sees something before anyone sees more.
+//!
+//! Estimates and measured bitrates wobble from one allocation to the next, and every
+//! switch costs a keyframe. So what a subscriber has is kept as long as it fits the whole
+//! estimate, and steps up are only taken within [`HEADROOM`] of it: a layer is dropped when
+//! the link cannot carry it, not when a keyframe made one measurement look expensive.
+
+/// Steps up must fit within this share of the estimate; the rest absorbs the variation
+/// of video bitrates between measurements so the pacer queue stays short.
+pub(crate) const HEADROOM: f64 = 0.9;
 
 /// One video track as the allocator sees it.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +25,59 @@ pub(crate) struct Demand<'a> {
     /// Measured bitrate of each layer in bits per second, lowest first; `None` for a layer
     /// the publisher is not sending. A track without simulcast has one entry.
     pub(crate) layers: &'a [Option<u64>],
+    /// What the track was granted last time (`None`: never allocated yet).
+    pub(crate) held: Option<Grant>,
+}
+
+impl Demand<'_> {
+    fn lowest(&self) -> Option<usize> {
+        self.layers.iter().position(Option::is_some)
+    }
+
+    fn rate(&self, layer: usize) -> u64 {
+        self.layers[layer].unwrap_or(0)
+    }
+
+    /// What it costs to keep: the grant it holds, moved to the best layer still sent
+    /// within it and the subscriber's cap.
+    fn kept(&self) -> Grant {
+        let (Some(cap), Some(lowest)) = (self.cap, self.lowest()) else {
+            return Grant::Idle;
+        };
+        match self.held {
+            Some(Grant::UpTo(l)) => Grant::UpTo(
+                (lowest..=l.min(cap).min(self.layers.len() - 1))
+                    .rfind(|&i| self.layers[i].is_some())
+                    .unwrap_or(lowest),
+            ),
+            // New, unpaused, or paused for bandwidth: it starts from nothing.
+            _ => Grant::Starved,
+        }
+    }
+
+    fn cost(&self, g: Grant) -> u64 {
+        match g {
+            Grant::UpTo(l) => self.rate(l),
+            Grant::Starved | Grant::Idle => 0,
+        }
+    }
+
+    /// The next step up from `g` and what it adds, if the subscriber wants one.
+    fn step_up(&self, g: Grant) -> Option<(Grant, u64)> {
+        let cap = self.cap?;
+        match g {
+            Grant::Idle => None,
+            Grant::Starved => self.lowest().map(|i| (Grant::UpTo(i), self.rate(i))),
+            Grant::UpTo(cur) => {
+                let next = (cur + 1..self.layers.len().min(cap + 1))
+                    .find(|&i| self.layers[i].is_some())?;
+                Some((
+                    Grant::UpTo(next),
+                    self.rate(next).saturating_sub(self.rate(cur)),
+                ))
+            }
+        }
+    }
 }
 
 /// What a track gets.
@@ -29,43 +91,45 @@ pub(crate) enum Grant {
     Idle,
 }
 
-/// Grants layers to `demands` (in priority order) within `budget` bits per second, of
+/// Grants layers to `demands` (in priority order) within `estimate` bits per second, of
 /// which `fixed` (audio) is spent first. Writes one grant per demand into `grants`.
-pub(crate) fn allocate(budget: u64, fixed: u64, demands: &[Demand<'_>], grants: &mut Vec<Grant>) {
+pub(crate) fn allocate(estimate: u64, fixed: u64, demands: &[Demand<'_>], grants: &mut Vec<Grant>) {
+    let room = (estimate as f64 * HEADROOM) as u64;
     grants.clear();
-    let mut left = budget.saturating_sub(fixed);
-    for d in demands {
-        let lowest = d.layers.iter().position(Option::is_some);
-        let grant = match (d.cap, lowest) {
-            (None, _) | (_, None) => Grant::Idle,
-            (Some(_), Some(i)) => {
-                let cost = d.layers[i].unwrap_or(0);
-                if cost <= left {
-                    left -= cost;
-                    Grant::UpTo(i)
-                } else {
-                    Grant::Starved
-                }
-            }
-        };
-        grants.push(grant);
+    grants.extend(demands.iter().map(Demand::kept));
+    let kept = fixed
+        + demands
+            .iter()
+            .zip(grants.iter())
+            .map(|(d, g)| d.cost(*g))
+            .sum::<u64>();
+    let mut left = if kept <= estimate {
+        room.saturating_sub(kept)
+    } else {
+        // What it has no longer fits: start again from the lowest layers.
+        for g in grants.iter_mut().filter(|g| **g != Grant::Idle) {
+            *g = Grant::Starved;
+        }
+        room.saturating_sub(fixed)
+    };
+    // Everyone sees something before anyone sees more.
+    for (d, g) in demands.iter().zip(grants.iter_mut()) {
+        if *g == Grant::Starved
+            && let Some((up, step)) = d.step_up(*g)
+            && step <= left
+        {
+            left -= step;
+            *g = up;
+        }
     }
     loop {
         let mut raised = false;
         for (d, g) in demands.iter().zip(grants.iter_mut()) {
-            let (Grant::UpTo(cur), Some(cap)) = (*g, d.cap) else {
-                continue;
-            };
-            let Some(next) =
-                (cur + 1..d.layers.len().min(cap + 1)).find(|&i| d.layers[i].is_some())
-            else {
-                continue;
-            };
-            let now_rate = d.layers[cur].unwrap_or(0);
-            let step = d.layers[next].unwrap_or(0).saturating_sub(now_rate);
-            if step <= left {
+            if let Some((up, step)) = d.step_up(*g)
+                && step <= left
+            {
                 left -= step;
-                *g = Grant::UpTo(next);
+                *g = up;
                 raised = true;
             }
         }
@@ -132,10 +196,12 @@ mod tests {
             Demand {
                 cap: Some(2),
                 layers: &SIM,
+                held: None,
             },
             Demand {
                 cap: Some(1),
                 layers: &SIM,
+                held: None,
             },
         ];
         assert_eq!(
@@ -151,16 +217,19 @@ mod tests {
             Demand {
                 cap: Some(2),
                 layers: &SIM,
+                held: None,
             },
             Demand {
                 cap: Some(2),
                 layers: &SIM,
+                held: None,
             },
         ];
-        // 1.2 Mbps: both low (300k), then both medium (+700k), no room for high.
+        // 1.2 Mbps (1.08 within the headroom): both low (300k), then both medium
+        // (+700k), no room for high.
         assert_eq!(run(1_200_000, 0, &d), [Grant::UpTo(1), Grant::UpTo(1)]);
-        // 700 kbps: both low, one step up for the first only.
-        assert_eq!(run(700_000, 0, &d), [Grant::UpTo(1), Grant::UpTo(0)]);
+        // 800 kbps (720k): both low, one step up for the first only.
+        assert_eq!(run(800_000, 0, &d), [Grant::UpTo(1), Grant::UpTo(0)]);
     }
 
     #[test]
@@ -170,10 +239,12 @@ mod tests {
             Demand {
                 cap: Some(2),
                 layers: &SIM,
+                held: None,
             },
             Demand {
                 cap: Some(0),
                 layers: &plain,
+                held: None,
             },
         ];
         assert_eq!(run(900_000, 64_000, &d), [Grant::UpTo(1), Grant::Starved]);
@@ -192,14 +263,17 @@ mod tests {
             Demand {
                 cap: None,
                 layers: &SIM,
+                held: None,
             },
             Demand {
                 cap: Some(2),
                 layers: &none,
+                held: None,
             },
             Demand {
                 cap: Some(2),
                 layers: &gappy,
+                held: None,
             },
         ];
         assert_eq!(
@@ -210,8 +284,57 @@ mod tests {
         let capped = [Demand {
             cap: Some(1),
             layers: &gappy,
+            held: None,
         }];
         assert_eq!(run(2_000_000, 0, &capped), [Grant::UpTo(0)]);
         assert_eq!(wanted(0, &capped), 150_000);
+    }
+
+    #[test]
+    fn what_a_subscriber_has_is_kept_while_it_fits_the_whole_estimate() {
+        let held = |g| Demand {
+            cap: Some(2),
+            layers: &SIM,
+            held: Some(g),
+        };
+        // 1.8 Mbps: the top layer (1.7M) is not taken anew within the 90 % headroom...
+        let fresh = [Demand {
+            cap: Some(2),
+            layers: &SIM,
+            held: None,
+        }];
+        assert_eq!(run(1_800_000, 0, &fresh), [Grant::UpTo(1)]);
+        // ...but one who has it keeps it.
+        assert_eq!(run(1_800_000, 0, &[held(Grant::UpTo(2))]), [Grant::UpTo(2)]);
+        // Below the whole estimate it goes, and the rest is allocated afresh.
+        assert_eq!(run(1_600_000, 0, &[held(Grant::UpTo(2))]), [Grant::UpTo(1)]);
+        // A lowered cap is followed at once.
+        let capped = Demand {
+            cap: Some(1),
+            ..held(Grant::UpTo(2))
+        };
+        assert_eq!(run(10_000_000, 0, &[capped]), [Grant::UpTo(1)]);
+        // A paused track comes back only within the headroom (as a new one would).
+        assert_eq!(run(160_000, 0, &[held(Grant::Starved)]), [Grant::Starved]);
+        assert_eq!(run(170_000, 0, &[held(Grant::Starved)]), [Grant::UpTo(0)]);
+    }
+
+    #[test]
+    fn a_new_track_gets_its_lowest_layer_before_others_step_up() {
+        let d = [
+            Demand {
+                cap: Some(2),
+                layers: &SIM,
+                held: Some(Grant::UpTo(0)),
+            },
+            Demand {
+                cap: Some(2),
+                layers: &SIM,
+                held: None,
+            },
+        ];
+        // 540k within the headroom: 150k kept, 150k for the newcomer, 240k left is not
+        // enough for anyone's next step (+350k).
+        assert_eq!(run(600_000, 0, &d), [Grant::UpTo(0), Grant::UpTo(0)]);
     }
 }

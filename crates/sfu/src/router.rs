@@ -39,9 +39,6 @@ const ALLOCATION_TICK: Duration = Duration::from_millis(500);
 /// congestion-control feedback says otherwise: enough for the middle layer of a couple of
 /// simulcast tracks, which is what a call first shows while the estimate ramps up.
 const INITIAL_ESTIMATE: u64 = 1_500_000;
-/// Layers are fitted into this share of the estimate; the rest absorbs the variation of
-/// video bitrates between measurements (keyframes) so the pacer queue stays short.
-const ESTIMATE_USE: f64 = 0.9;
 /// str0m probes the link towards what the subscriber wants, plus this headroom, so a
 /// step up to a better layer is known to fit before it is taken.
 const PROBE_HEADROOM: f64 = 1.15;
@@ -1148,16 +1145,19 @@ impl Router {
                     Target::Paused => None,
                     Target::Layer(n) => Some(n),
                 };
-                video.push((i, cap));
+                video.push((i, cap, ot.grant));
                 used += 1;
             }
             let demands: Vec<Demand<'_>> = video
                 .iter()
                 .zip(&rates)
-                .map(|((_, cap), layers)| Demand { cap: *cap, layers })
+                .map(|((_, cap, held), layers)| Demand {
+                    cap: *cap,
+                    layers,
+                    held: *held,
+                })
                 .collect();
-            let budget = (bwe.budget() as f64 * ESTIMATE_USE) as u64;
-            allocate::allocate(budget, audio, &demands, &mut grants);
+            allocate::allocate(bwe.budget(), audio, &demands, &mut grants);
             if !self.config.congestion_control.allow_pause {
                 allocate::never_starve(&demands, &mut grants);
             }
@@ -1167,18 +1167,14 @@ impl Router {
                     .starved_since
                     .is_some_and(|t| now.saturating_duration_since(t) >= STARVED_RETRY);
             if retry {
-                let need = (allocate::lowest(audio, &demands) as f64 / ESTIMATE_USE * 1.1) as u64;
+                let need =
+                    (allocate::lowest(audio, &demands) as f64 / allocate::HEADROOM * 1.1) as u64;
                 let fresh = need.max(bwe.estimate);
                 tracing::debug!(%id, estimate = bwe.estimate, fresh, "retrying paused tracks");
                 bwe.estimate = fresh;
                 bwe.loss_cap = None;
                 reset = Some(fresh);
-                allocate::allocate(
-                    (fresh as f64 * ESTIMATE_USE) as u64,
-                    audio,
-                    &demands,
-                    &mut grants,
-                );
+                allocate::allocate(fresh, audio, &demands, &mut grants);
             }
             // The retry clock restarts at every retry.
             bwe.starved_since = match starving {
@@ -1188,7 +1184,7 @@ impl Router {
             };
             let desired = (allocate::wanted(audio, &demands) as f64 * PROBE_HEADROOM) as u64;
             drop(demands);
-            for ((i, _), grant) in video.iter().zip(&grants) {
+            for ((i, ..), grant) in video.iter().zip(&grants) {
                 let ot = &mut p.out[*i];
                 let was_starved = ot.grant == Some(Grant::Starved);
                 let starved = *grant == Grant::Starved;
