@@ -4,6 +4,8 @@
 # simulcast video). Two rooms, one after the other:
 #   - livestream: 1 publisher -> 50 subscribe-only participants
 #   - meeting:    10 participants who all publish and all subscribe (10 <-> 10)
+#   - late joiners: 5 subscribe-only participants joining a running 10 <-> 10 meeting, one
+#     per 200 ms (their connect -> first remote packet is "join -> first remote frame")
 # Prints, per room: forwarded packets/s (received by all participants), loss, server CPU per
 # forwarded packet, forwarded pps per server core (= fwd pps / cores the server used), and
 # join (connect -> ICE+DTLS up) and connect -> first remote packet percentiles.
@@ -64,7 +66,7 @@ run() { # label room loadgen-args...
   echo "== $label: loadgen sfu $*" >&2
   local out
   if ! out=$("$BIN" loadgen sfu --url "ws://127.0.0.1:$HTTP_PORT" --room "$room" \
-               --duration "$DUR" --join-rate 50 --server-pid "$SERVER_PID" --kv --quiet "$@" 2>&1); then
+               --duration "$DUR" --join-rate "${JOIN_RATE:-50}" --server-pid "$SERVER_PID" --kv --quiet "$@" 2>&1); then
     echo "$out" >&2
     echo "loadgen failed for $label; server log tail:" >&2
     tail -20 "$WORK/server.log" >&2
@@ -90,6 +92,25 @@ run "1 -> $SUBS (${KBPS_LIVE}k sim)" live-$$ \
   --publishers 1 --subscribers "$SUBS" --video-kbps "$KBPS_LIVE" --simulcast
 run "$MEET <-> $MEET (${KBPS_MEET}k sim)" meet-$$ \
   --publishers "$MEET" --subscribers 0 --video-kbps "$KBPS_MEET" --simulcast
+
+# Join -> first remote frame as a user meets it: the call is already running when they
+# join. A meeting runs in the background; once its participants are in and media flows,
+# LATE subscribe-only participants join it one by one and time connect -> first remote
+# media. Their row is about that column; its forwarding figures include the meeting.
+LATE=${LATE:-5}
+late_room=late-$$
+"$BIN" loadgen sfu --url "ws://127.0.0.1:$HTTP_PORT" --room "$late_room" --duration "$((${DUR%.*} + 6))" \
+  --join-rate 50 --publishers "$MEET" --subscribers 0 --video-kbps "$KBPS_MEET" --simulcast \
+  --quiet >"$WORK/late-meeting.log" 2>&1 &
+meeting=$!
+sleep "$(awk -v m="$MEET" 'BEGIN { printf "%.1f", m / 50 + 2 }')"
+JOIN_RATE=5 run "$LATE late joiners of $MEET<->$MEET" "$late_room" \
+  --publishers 0 --subscribers "$LATE" --video-kbps "$KBPS_MEET" --simulcast
+if ! wait "$meeting"; then
+  echo "the background meeting for late joiners failed:" >&2
+  tail -20 "$WORK/late-meeting.log" >&2
+  exit 1
+fi
 
 echo
 echo "switchyard livekit, loopback, $(nproc) cores, ${DUR} s windows"

@@ -127,6 +127,19 @@ flood_suite() { # name port
 
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
 
+# At 20k pps most of a server's CPU goes to waking up, and every worker thread wakes for
+# its own share of the packets: one worker wakes about half as often as two. Both servers
+# again, each with one relay thread (coturn's -m 1), as a small deployment could run.
+one_thread_suite() { # name port
+  local line size
+  for size in 200 1200; do
+    line=$(lg "$2" --server-pid "$SERVER_PID" -n 64 --size $size --rate 20000 --duration "$DUR")
+    R[$1,t1steady,$size]=$(kv cpu_us_per_pkt "$line")
+    line=$(lg "$2" --server-pid "$SERVER_PID" -n 64 --size $size --rate 20000 --tick-us 100 --duration "$DUR")
+    R[$1,t1spread,$size]=$(kv cpu_us_per_pkt "$line")
+  done
+}
+
 # coturn 4.6 has no unauthenticated-reply rate limit. switchyard's is on by default (10 per
 # source IP per second) and would cap the allocation-rate test, whose clients all share
 # 127.0.0.1, so the main suite turns it off and the flood test runs with the defaults.
@@ -143,6 +156,12 @@ stop_server
 start_server switchyard 23480 40000 63999
 flood_suite switchyard 23480
 stop_server
+start_server coturn 23481 16000 39999 --relay-threads=1
+one_thread_suite coturn 23481
+stop_server
+start_server switchyard 23482 40000 63999 --relay-threads=1 --unauthorized-ratelimit-rps=0
+one_thread_suite switchyard 23482
+stop_server
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 == 0 || a == "nan" || b == "nan" || a == "fail" || b == "fail") print "n/a"; else printf "%.2f", a/b }'; }
 printf '\n%-58s %12s %12s %8s\n' "metric" "coturn" "switchyard" "ratio"
@@ -153,6 +172,10 @@ for size in 200 1200; do for n in 1 64; do
 done; done
 for size in 200 1200; do
   row "CPU µs/relayed pkt, 20k pps (spread, 100 µs ticks), ${size} B, 64 alloc" "${R[coturn,spread,$size]}" "${R[switchyard,spread,$size]}"
+done
+for size in 200 1200; do
+  row "  one relay thread each: 20k pps (interleaved), ${size} B, 64 alloc" "${R[coturn,t1steady,$size]}" "${R[switchyard,t1steady,$size]}"
+  row "  one relay thread each: 20k pps (spread), ${size} B, 64 alloc" "${R[coturn,t1spread,$size]}" "${R[switchyard,t1spread,$size]}"
 done
 row "CPU µs/relayed pkt, full speed (GSO bursts), 1200 B, 64 alloc" "${R[coturn,fullgso]}" "${R[switchyard,fullgso]}"
 row "p99 one-way latency µs, 20k pps, 200 B, 64 alloc" "${R[coturn,steadyp99,200,64]}" "${R[switchyard,steadyp99,200,64]}"

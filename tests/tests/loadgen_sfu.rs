@@ -86,6 +86,68 @@ fn two_publishers_two_subscribers_video() {
     server.assert_alive();
 }
 
+/// Subscribers of one run join a call that another run publishes into: the send stamps
+/// mean the same to both, so the late run measures the call's media (a run with its own
+/// clock would see nothing inside its window).
+#[test]
+fn late_joiners_measure_a_call_another_run_publishes() {
+    let mut server = need!(LivekitServer::start(&[]));
+    let common = ["--api-secret", API_SECRET, "--room", "late", "--kv"];
+    let (meeting, late) = std::thread::scope(|s| {
+        let meeting = s.spawn(|| {
+            let mut args = common.to_vec();
+            args.extend(["--publishers", "2", "--subscribers", "0"]);
+            args.extend(["--video-kbps", "300", "--duration", "6"]);
+            loadgen(&server, "loadgen-meeting", &args)
+        });
+        // The meeting's publishers are in and sending once its join and settle phases end.
+        std::thread::sleep(Duration::from_millis(2500));
+        let mut args = common.to_vec();
+        args.extend([
+            "--publishers",
+            "0",
+            "--subscribers",
+            "2",
+            "--join-rate",
+            "5",
+        ]);
+        args.extend(["--duration", "1.5"]);
+        let late = loadgen(&server, "loadgen-late", &args);
+        (meeting.join().expect("meeting thread"), late)
+    });
+    let context = format!(
+        "late: exit {:?}
+{}
+---- meeting: exit {:?}
+{}
+---- server ----
+{}",
+        late.status,
+        tail(&late.output, 20),
+        meeting.status,
+        tail(&meeting.output, 10),
+        server.log_tail(30)
+    );
+    assert!(meeting.success() && late.success(), "{context}");
+    let kv = kv(&late.output);
+    assert_eq!(num(&kv, "connected"), 2.0, "{context}");
+    assert_eq!(num(&kv, "pubs"), 0.0, "{context}");
+    // Two publishers' audio (50 pps) and video (60 pps) to each of two late subscribers.
+    let fwd = num(&kv, "fwd_pps");
+    assert!(fwd > 300.0, "late joiners measured {fwd} pps: {context}");
+    let (p50, p99) = (num(&kv, "lat_p50_ms"), num(&kv, "lat_p99_ms"));
+    assert!(
+        p50 > 0.0 && p99 < 1000.0,
+        "latency p50 {p50} p99 {p99} ms: {context}"
+    );
+    let first = num(&kv, "first_pkt_p99_ms");
+    assert!(
+        first > 0.0 && first < 5000.0,
+        "first packet p99 {first} ms: {context}"
+    );
+    server.assert_alive();
+}
+
 #[test]
 fn wrong_api_secret_fails_clearly() {
     let server = need!(LivekitServer::start(&[]));

@@ -59,7 +59,9 @@ pub(crate) struct Args {
     /// Room to join.
     #[arg(long, default_value = "loadgen")]
     room: String,
-    /// Participants that publish audio (and video) and subscribe to everyone else.
+    /// Participants that publish audio (and video) and subscribe to everyone else. 0: the
+    /// subscribers join a room that another run publishes into (its stamps share this
+    /// run's clock), e.g. to time joining a running call.
     #[arg(long, default_value_t = 1)]
     publishers: usize,
     /// Subscribe-only participants.
@@ -151,11 +153,42 @@ const PHASE_DRAIN: u8 = 1;
 /// Everyone leaves.
 const PHASE_LEAVE: u8 = 2;
 
+/// Send times in the payload stamps: µs of wall-clock time, read once and then advanced
+/// by the monotonic clock. Two load generators on one machine then agree on what a stamp
+/// means, so participants of one can measure media published by the other (late joiners
+/// of a call another run holds) and wall-clock steps during a run change nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StampClock {
+    base: Instant,
+    base_us: u64,
+}
+
+impl StampClock {
+    fn new(base: Instant) -> Self {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            base,
+            base_us: wall.as_micros() as u64,
+        }
+    }
+
+    /// The stamp time of `t`.
+    pub(crate) fn at(&self, t: Instant) -> u64 {
+        self.base_us + t.saturating_duration_since(self.base).as_micros() as u64
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.at(Instant::now())
+    }
+}
+
 /// What the workers and the main thread share.
 pub(crate) struct Shared {
-    pub(crate) base: Instant,
+    pub(crate) clock: StampClock,
     phase: AtomicU8,
-    /// The measurement window, µs since `base` (send times); `u64::MAX` end until set.
+    /// The measurement window in [`StampClock`] µs (send times); `u64::MAX` end until set.
     pub(crate) win_start_us: AtomicU64,
     pub(crate) win_end_us: AtomicU64,
     /// Media packets sent by publishers / received by anyone, all run long.
@@ -236,8 +269,8 @@ fn progress(args: &Args) -> ProgressBar {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     switchyard_netio::raise_fd_limit();
-    if args.publishers == 0 {
-        bail!("--publishers must be at least 1");
+    if args.publishers == 0 && args.subscribers == 0 {
+        bail!("--publishers and --subscribers are both 0: nobody would join");
     }
     if args.duration <= 0.0 || args.join_rate <= 0.0 {
         bail!("--duration and --join-rate must be positive");
@@ -247,6 +280,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("--url must be ws://host:port (got {url})");
     }
     let base = Instant::now();
+    let clock = StampClock::new(base);
     // Who joins, in joining order: publishers first (so subscribers measure joining a
     // running room), then the flooder, the subscribers and the stalled subscribers.
     let mut who: Vec<(Role, Behaviour, usize, String)> = Vec::new();
@@ -284,7 +318,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let total = who.len();
     let shared = Arc::new(Shared {
-        base,
+        clock,
         phase: AtomicU8::new(PHASE_RUN),
         win_start_us: AtomicU64::new(u64::MAX),
         win_end_us: AtomicU64::new(u64::MAX),
@@ -385,7 +419,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let win_start = Instant::now();
     shared
         .win_start_us
-        .store((win_start - base).as_micros() as u64, Ordering::Relaxed);
+        .store(shared.clock.at(win_start), Ordering::Relaxed);
     let sent_before = shared.sent.load(Ordering::Relaxed);
     let flood_sent = |s: &Shared| {
         (
@@ -412,7 +446,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let win_end = Instant::now();
     shared
         .win_end_us
-        .store((win_end - base).as_micros() as u64, Ordering::Relaxed);
+        .store(shared.clock.at(win_end), Ordering::Relaxed);
     let cpu_after = args.server_pid.map(ProcStat::read).transpose()?;
     let self_after = ProcStat::read(std::process::id()).ok();
     let sent_window = shared.sent.load(Ordering::Relaxed) - sent_before;

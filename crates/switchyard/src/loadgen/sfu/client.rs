@@ -717,7 +717,7 @@ impl Client {
     }
 
     fn on_media(&mut self, d: &MediaData, shared: &Shared) {
-        let now_us = shared.base.elapsed().as_micros() as u64;
+        let now_us = shared.clock.now();
         if self.first_pkt.is_none() {
             self.first_pkt = Some(Instant::now());
         }
@@ -863,7 +863,7 @@ impl Client {
         if peer.connected.is_none() {
             return Ok(());
         }
-        let base = shared.base;
+        let clock = shared.clock;
         let publisher = self.spec.index;
         let flooding = matches!(self.spec.behaviour, Behaviour::Flood(_));
         let mut sent = 0u64;
@@ -875,7 +875,7 @@ impl Client {
                 let s = Stamp {
                     stream: stamp::stream_key(publisher, stamp::STREAM_AUDIO),
                     seq: m.audio_seq,
-                    sent_us: base.elapsed().as_micros() as u64,
+                    sent_us: clock.now(),
                 };
                 let data = stamp::audio(AUDIO_PAYLOAD, s);
                 if let Some(w) = peer.rtc.writer(m.audio_mid) {
@@ -915,7 +915,7 @@ impl Client {
                         let s = Stamp {
                             stream: stamp::stream_key(publisher, vs.code),
                             seq: vs.seq,
-                            sent_us: base.elapsed().as_micros() as u64,
+                            sent_us: clock.now(),
                         };
                         let data = stamp::video(each, keyframe && j == 0, s);
                         let Some(w) = peer.rtc.writer(mid) else { break };

@@ -8,7 +8,7 @@
 //!         delta: P bit set) or an Opus TOC byte and zeros
 //! 10..14  stream key: publisher index << 8 | stream code (see `STREAM_*`)
 //! 14..18  sequence number in that stream
-//! 18..26  send time, µs since the run's base instant
+//! 18..26  send time, wall-clock µs as the sender's `StampClock` tells it
 //! 26..28  magic "SY"
 //! ```
 
