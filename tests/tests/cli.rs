@@ -122,6 +122,66 @@ fn runs_as_turnserver_and_stops_on_sigterm() {
     assert!(status.success(), "graceful stop exits 0, got {status:?}");
 }
 
+/// A second server on a port the first holds must fail at start, not quietly share the
+/// port through the workers' SO_REUSEPORT and take some of the first one's clients.
+#[test]
+fn a_second_server_on_the_same_port_fails_to_start() {
+    let Some(bin) = switchyard() else { return };
+    let block = ports::allocate();
+    let other = ports::allocate();
+    let start = |relay: &ports::PortBlock| {
+        Command::new(&bin)
+            .args([
+                "turn",
+                "-n",
+                "--listening-ip=127.0.0.1",
+                "--log-file=stdout",
+            ])
+            .args([
+                "--use-auth-secret",
+                "--static-auth-secret=s3cr3t",
+                "--relay-threads=2",
+            ])
+            .arg(format!("--listening-port={}", block.listen))
+            .arg(format!("--min-port={}", relay.relay_min))
+            .arg(format!("--max-port={}", relay.relay_max))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start(&block);
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, block.listen));
+    let up = stun::binding(server, Instant::now() + Duration::from_secs(10));
+    let second = start(&other);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut second = Some(second);
+    let exited = loop {
+        let child = second.as_mut().unwrap();
+        if child.try_wait().unwrap().is_some() {
+            break Some(second.take().unwrap().wait_with_output().unwrap());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let still_up = stun::binding(server, Instant::now() + Duration::from_secs(5));
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(up.is_some(), "the first server answers");
+    let out = exited.expect("the second server exits instead of running");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on udp 127.0.0.1:{}", block.listen))
+            && stderr.contains("already in use"),
+        "{stderr}"
+    );
+    assert!(still_up.is_some(), "the first server keeps answering");
+}
+
 /// coturn's `max-allocate-timeout`: a TCP connection that makes no allocation in time is
 /// closed (after it got its Binding answered), so idle connections cannot pile up.
 #[test]

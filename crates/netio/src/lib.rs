@@ -26,6 +26,48 @@ pub use udp::{
     bind_udp, send_segments,
 };
 
+/// Which kind of socket [`ensure_unclaimed`] probes for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortKind {
+    Udp,
+    Tcp,
+}
+
+/// Fails with `AddrInUse` when another socket already holds `addr`.
+///
+/// Workers bind their listeners with `SO_REUSEPORT`, which any process of the same user
+/// may also set: a second server started on the same port (an old container left
+/// running on host networking) would silently take a share of the clients instead of
+/// failing. A plain bind without `SO_REUSEPORT` is refused if anyone holds the port, so
+/// one is tried and undone before the workers bind. Port 0 (any free port) is not probed.
+pub fn ensure_unclaimed(addr: SocketAddr, kind: PortKind) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let (ty, proto) = match kind {
+        PortKind::Udp => (Type::DGRAM, Protocol::UDP),
+        PortKind::Tcp => (Type::STREAM, Protocol::TCP),
+    };
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if kind == PortKind::Tcp {
+        // Connections of a stopped server in TIME_WAIT do not hold the port.
+        socket.set_reuse_address(true)?;
+    }
+    socket.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "the port is already in use by another socket (is another server running?)",
+            )
+        } else {
+            e
+        }
+    })
+}
+
 /// Opens a non-blocking TCP listener on `addr`, with `SO_REUSEPORT` when several workers
 /// accept on the same port.
 pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {

@@ -221,6 +221,7 @@ fn start(config: TurnConfig, args: Vec<OsString>) -> anyhow::Result<Running> {
     };
 
     // Every privileged step first: listening sockets, pidfile; then give up root.
+    claim_ports(&plan)?;
     let mut listeners = Vec::new();
     for id in 0..plan.workers {
         // With `mobility`, UDP clients all reach worker 0: a Refresh from a client's new
@@ -313,6 +314,19 @@ fn wait_for_stop_signal(reloader: &mut Reloader, log: &LogHandle) -> anyhow::Res
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Refuses to start beside another server on our ports: the workers' `SO_REUSEPORT`
+/// would otherwise let both bind and split the clients between them.
+fn claim_ports(plan: &settings::Plan) -> anyhow::Result<()> {
+    use switchyard_netio::{PortKind, ensure_unclaimed};
+    let udp = plan.udp_addrs.iter().map(|a| (*a, PortKind::Udp, "udp"));
+    let dtls = plan.dtls_addrs.iter().map(|a| (*a, PortKind::Udp, "udp"));
+    let tcp = plan.tcp_addrs.iter().map(|a| (*a, PortKind::Tcp, "tcp"));
+    for (addr, kind, name) in udp.chain(dtls).chain(tcp) {
+        ensure_unclaimed(addr, kind).with_context(|| format!("cannot listen on {name} {addr}"))?;
     }
     Ok(())
 }
