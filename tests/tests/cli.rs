@@ -1,13 +1,30 @@
 //! The binary as an operator meets it: config errors, `--check-config`, the `turnserver`
 //! name, and a graceful stop on SIGTERM. Switchyard only (coturn behaves differently here).
 
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use switchyard_tests::server::ServerKind;
 use switchyard_tests::tempdir::TempDir;
 use switchyard_tests::{need, ports, stun};
+
+/// Waits up to `limit` for `child` to exit; kills it and returns `None` if it does not.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 fn switchyard() -> Option<std::path::PathBuf> {
     match ServerKind::from_env() {
@@ -105,17 +122,7 @@ fn runs_as_turnserver_and_stops_on_sigterm() {
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(5));
     let (reflexive, local) = answered.expect("Binding answered by the binary called `turnserver`");
     assert_eq!(reflexive, local);
     let status = status.expect("exits within 5 s of SIGTERM");
@@ -153,27 +160,21 @@ fn a_second_server_on_the_same_port_fails_to_start() {
     let mut first = start(&block);
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, block.listen));
     let up = stun::binding(server, Instant::now() + Duration::from_secs(10));
-    let second = start(&other);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut second = Some(second);
-    let exited = loop {
-        let child = second.as_mut().unwrap();
-        if child.try_wait().unwrap().is_some() {
-            break Some(second.take().unwrap().wait_with_output().unwrap());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut second = start(&other);
+    let exited = exit_within(&mut second, Duration::from_secs(10));
     let still_up = stun::binding(server, Instant::now() + Duration::from_secs(5));
     let _ = first.kill();
     let _ = first.wait();
     assert!(up.is_some(), "the first server answers");
-    let out = exited.expect("the second server exits instead of running");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let status = exited.expect("the second server exits instead of running");
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(
         stderr.contains(&format!("cannot listen on udp 127.0.0.1:{}", block.listen))
             && stderr.contains("already in use"),
