@@ -115,6 +115,10 @@ pub struct Run {
     pub length: u32,
     pub interval_ms: u32,
     pub timeout: Duration,
+    /// Without `-c`: each client also allocates an RTCP companion, the RTP allocation with
+    /// EVEN-PORT (R=1) and the RTCP one with the RESERVATION-TOKEN it returned, from a
+    /// second socket (uclient's default).
+    pub rtcp: bool,
     /// More flags, e.g. `-M` (RFC 8016 mobility), `-Z` (dual allocation).
     pub flags: Vec<&'static str>,
 }
@@ -133,6 +137,7 @@ impl Run {
             length: 170,
             interval_ms: 5,
             timeout: Duration::from_secs(45),
+            rtcp: false,
             flags: Vec::new(),
         }
     }
@@ -155,6 +160,9 @@ impl Run {
         if self.client_to_client {
             cmd.arg("-y");
         }
+        if !self.rtcp {
+            cmd.arg("-c");
+        }
         cmd.args(&self.flags);
         match &self.auth {
             Auth::Secret { user, secret } => cmd.args(["-u", user, "-W", secret]),
@@ -168,7 +176,6 @@ impl Run {
             "-r",
             &self.peer_port.to_string(),
             "-X", // IPv4 relay
-            "-c", // no RTCP companion allocation
             "-m",
             &self.clients.to_string(),
             "-n",

@@ -11,20 +11,36 @@ use switchyard_tests::uclient::{Auth, ClientTransport, EchoPeer, Run, parse_tota
 
 const MXID: &str = "@alice:switchyard.test";
 
-/// Relays 4 clients × 50 messages × 170 bytes and requires every one to come back.
-fn relay_round_trip(transport: ClientTransport, send_indications: bool, auth: Option<Auth>) {
-    relay_round_trip_with(transport, send_indications, auth, false)
-}
-
-fn relay_round_trip_with(
-    transport: ClientTransport,
+/// One uclient run: what differs from the default (UDP, ChannelData, Synapse-style REST
+/// credentials, one client socket each, the server's default worker count).
+#[derive(Default)]
+struct Case {
+    transport: Option<ClientTransport>,
     send_indications: bool,
     auth: Option<Auth>,
     client_to_client: bool,
-) {
+    rtcp: bool,
+    /// Extra server config lines.
+    extra: Vec<String>,
+}
+
+/// Relays 4 clients × 50 messages × 170 bytes and requires every one to come back.
+fn relay_round_trip(transport: ClientTransport, send_indications: bool, auth: Option<Auth>) {
+    relay_round_trip_with(Case {
+        transport: Some(transport),
+        send_indications,
+        auth,
+        ..Case::default()
+    })
+}
+
+fn relay_round_trip_with(case: Case) {
+    let transport = case.transport.unwrap_or(ClientTransport::Udp);
+    let send_indications = case.send_indications;
     let tls = transport == ClientTransport::Tls;
     let mut server = need!(TestServer::start(ServerOptions {
         tls,
+        extra: case.extra,
         ..ServerOptions::default()
     }));
     let peer = need!(EchoPeer::start(&server.dir, server.ports.peer));
@@ -33,15 +49,16 @@ fn relay_round_trip_with(
     } else {
         server.ports.listen
     };
-    let auth = auth.unwrap_or_else(|| Auth::Secret {
+    let auth = case.auth.unwrap_or_else(|| Auth::Secret {
         user: MXID.to_string(),
         secret: server.secret().to_string(),
     });
     let mut run = Run::new(port, peer.port, auth);
     run.transport = transport;
     run.send_indications = send_indications;
-    run.client_to_client = client_to_client;
-    let label = format!("{transport:?}-{send_indications}");
+    run.client_to_client = case.client_to_client;
+    run.rtcp = case.rtcp;
+    let label = format!("{transport:?}-{send_indications}-{}", case.rtcp);
     let done = need!(run.run(&server.dir, &label));
     server.assert_alive();
     let context = || {
@@ -177,10 +194,47 @@ fn binding_reflects_source_address() {
 /// Matrix callers behind the same TURN server do (relay-to-relay on the server's own address).
 #[test]
 fn udp_client_to_client() {
-    relay_round_trip_with(ClientTransport::Udp, false, None, true);
+    relay_round_trip_with(Case {
+        client_to_client: true,
+        ..Case::default()
+    });
 }
 
 #[test]
 fn tcp_client_to_client_send_indications() {
-    relay_round_trip_with(ClientTransport::Tcp, true, None, true);
+    relay_round_trip_with(Case {
+        transport: Some(ClientTransport::Tcp),
+        send_indications: true,
+        client_to_client: true,
+        ..Case::default()
+    });
+}
+
+/// uclient's default RTP + RTCP pair: the RTP allocation asks for EVEN-PORT with R=1 and
+/// the RTCP one, from a second socket, redeems the RESERVATION-TOKEN. The two sockets are
+/// two 5-tuples, which SO_REUSEPORT spreads over the workers: with four workers and four
+/// clients, some token almost surely reaches a worker that did not make the reservation,
+/// and must still get the reserved odd port (it used to get 508 Insufficient Capacity).
+fn rtp_and_rtcp_over_four_workers(transport: ClientTransport) {
+    relay_round_trip_with(Case {
+        transport: Some(transport),
+        rtcp: true,
+        extra: vec!["relay-threads=4".into()],
+        ..Case::default()
+    });
+}
+
+#[test]
+fn udp_rtcp_reservation_tokens_work_on_any_worker() {
+    rtp_and_rtcp_over_four_workers(ClientTransport::Udp);
+}
+
+#[test]
+fn tcp_rtcp_reservation_tokens_work_on_any_worker() {
+    rtp_and_rtcp_over_four_workers(ClientTransport::Tcp);
+}
+
+#[test]
+fn tls_rtcp_reservation_tokens_work_on_any_worker() {
+    rtp_and_rtcp_over_four_workers(ClientTransport::Tls);
 }

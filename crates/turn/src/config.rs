@@ -12,6 +12,7 @@ use crate::alternate::AlternateServer;
 use crate::auth::Auth;
 use crate::nat_discovery::NatDiscovery;
 use crate::policy::PeerPolicy;
+use crate::ports::Reservations;
 
 /// `external-ip=PUBLIC[/PRIVATE]`: what XOR-RELAYED-ADDRESS advertises for a relay bound to
 /// `private` (or, without `private`, for any relay address of the same family).
@@ -177,6 +178,9 @@ pub struct ServerConfig {
     /// layer can hand a ConnectionBind that reached another worker to the owner
     /// ([`crate::tcp_relay::owner`]).
     pub worker_id: u8,
+    /// EVEN-PORT reservations, shared by every worker of one server so a RESERVATION-TOKEN
+    /// works whichever worker its Allocate reaches. Give each worker a clone of one `Arc`.
+    pub reservations: Arc<Reservations>,
     /// `rfc5780` with two listening IPs of a family: NAT behaviour discovery on Binding
     /// (OTHER-ADDRESS, RESPONSE-ORIGIN, CHANGE-REQUEST, RESPONSE-PORT, PADDING). `None`:
     /// Binding answers carry XOR-MAPPED-ADDRESS only and CHANGE-REQUEST gets 420.
@@ -220,6 +224,7 @@ impl ServerConfig {
             tls_alternate_servers: Vec::new(),
             mobility: false,
             worker_id: 0,
+            reservations: Arc::new(Reservations::new()),
             rfc5780: None,
         }
     }

@@ -112,6 +112,7 @@ pub use bandwidth::Capacity;
 pub use config::{ClockAnchor, ExternalIp, Quotas, ServerConfig};
 pub use nat_discovery::NatDiscovery;
 pub use policy::{DenyClass, PeerPolicy, PolicyConfig};
+pub use ports::Reservations;
 pub use server::Server;
 pub use tcp_relay::{ConnectionId, TcpCommand};
 pub use types::*;

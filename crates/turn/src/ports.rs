@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
@@ -125,22 +126,67 @@ pub(crate) struct Reservation {
     pub(crate) ip: IpAddr,
     pub(crate) port: u16,
     pub(crate) expires: Instant,
+    /// The worker whose share of the port range holds the port.
+    owner: u8,
 }
 
-/// Per-IP pools plus the reservations on them.
+/// EVEN-PORT reservations of every worker of one server.
+///
+/// A client's two sockets (RTP with EVEN-PORT, RTCP with the RESERVATION-TOKEN) are two
+/// 5-tuples, and `SO_REUSEPORT` may hand them to different workers: the token must be
+/// found wherever its Allocate lands. The worker that claims another worker's port binds
+/// it and, when that allocation ends, hands the port back through [`Self::returned`] for
+/// the owner to free in its own pool. Touched only by Allocates with EVEN-PORT or
+/// RESERVATION-TOKEN and by a once-a-second sweep, never per packet, so a mutex is fine.
+#[derive(Debug, Default)]
+pub struct Reservations {
+    inner: Mutex<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    by_token: FxHashMap<[u8; 8], Reservation>,
+    /// Claimed ports of other workers' shares, freed by their claimer: (owner, ip, port).
+    returned: Vec<(u8, IpAddr, u16)>,
+}
+
+impl Reservations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // Every critical section leaves the maps consistent, so a panic elsewhere while the
+        // lock was held does not make the data unusable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reservations waiting in all workers.
+    pub fn total(&self) -> usize {
+        self.lock().by_token.len()
+    }
+}
+
+/// Per-IP pools plus this worker's view of the shared reservations.
 #[derive(Debug)]
 pub(crate) struct Ports {
     range: RangeInclusive<u16>,
     pools: FxHashMap<IpAddr, PortPool>,
-    reservations: FxHashMap<[u8; 8], Reservation>,
+    shared: Arc<Reservations>,
+    /// This worker's number, the owner of the ports in its pools.
+    me: u8,
+    /// Ports of other workers' shares this worker bound through a reservation, and whose.
+    foreign: FxHashMap<(IpAddr, u16), u8>,
 }
 
 impl Ports {
-    pub(crate) fn new(range: RangeInclusive<u16>) -> Self {
+    pub(crate) fn new(range: RangeInclusive<u16>, shared: Arc<Reservations>, me: u8) -> Self {
         Ports {
             range,
             pools: FxHashMap::default(),
-            reservations: FxHashMap::default(),
+            shared,
+            me,
+            foreign: FxHashMap::default(),
         }
     }
 
@@ -149,60 +195,107 @@ impl Ports {
         self.pools.entry(ip).or_insert_with(|| PortPool::new(range))
     }
 
+    /// The port is no longer bound here: free it, or hand it back to the worker it came from.
     pub(crate) fn release(&mut self, ip: IpAddr, port: u16) {
+        if let Some(owner) = self.foreign.remove(&(ip, port)) {
+            self.shared.lock().returned.push((owner, ip, port));
+            return;
+        }
         if let Some(p) = self.pools.get_mut(&ip) {
             p.release(port);
         }
     }
 
-    /// Reserve `port` on `ip` (already taken in the pool) under `token`.
+    /// Reserve `port` on `ip` (already taken in this worker's pool) under `token`.
     pub(crate) fn reserve(&mut self, token: [u8; 8], ip: IpAddr, port: u16, now: Instant) {
-        self.reservations.insert(
+        self.shared.lock().by_token.insert(
             token,
             Reservation {
                 ip,
                 port,
                 expires: now + RESERVATION_LIFETIME,
+                owner: self.me,
             },
         );
     }
 
-    /// Claim a reservation; the port stays taken and now belongs to the caller.
+    /// Claim a reservation, whichever worker made it; the port stays taken and now belongs to
+    /// the caller until [`Self::release`].
     pub(crate) fn claim(&mut self, token: &[u8; 8], now: Instant) -> Option<Reservation> {
-        match self.reservations.get(token) {
-            Some(r) if r.expires > now => self.reservations.remove(token),
-            _ => None,
+        let mut shared = self.shared.lock();
+        let r = match shared.by_token.get(token) {
+            Some(r) if r.expires > now => shared.by_token.remove(token)?,
+            _ => return None,
+        };
+        drop(shared);
+        if r.owner != self.me {
+            self.foreign.insert((r.ip, r.port), r.owner);
         }
+        Some(r)
     }
 
     /// Put a claimed reservation back (the bind failed), keeping its expiry.
     pub(crate) fn unclaim(&mut self, token: [u8; 8], r: Reservation) {
-        self.reservations.insert(token, r);
+        self.foreign.remove(&(r.ip, r.port));
+        self.shared.lock().by_token.insert(token, r);
     }
 
-    /// Drop expired reservations and free their ports. Returns the earliest remaining expiry.
+    /// Drop this worker's expired reservations and free their ports, and free the ports other
+    /// workers handed back. Returns the earliest expiry of this worker's reservations.
     pub(crate) fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let me = self.me;
         let mut freed: Vec<(IpAddr, u16)> = Vec::new();
-        self.reservations.retain(|_, r| {
+        let mut next: Option<Instant> = None;
+        self.shared.lock().by_token.retain(|_, r| {
+            if r.owner != me {
+                return true;
+            }
             if r.expires <= now {
                 freed.push((r.ip, r.port));
-                false
-            } else {
-                true
+                return false;
             }
+            next = Some(next.map_or(r.expires, |n| n.min(r.expires)));
+            true
         });
         for (ip, port) in freed {
-            self.release(ip, port);
+            if let Some(p) = self.pools.get_mut(&ip) {
+                p.release(port);
+            }
         }
-        self.reservations.values().map(|r| r.expires).min()
+        self.reclaim();
+        next
     }
 
+    /// Free the ports other workers handed back.
+    pub(crate) fn reclaim(&mut self) {
+        let me = self.me;
+        let mut freed: Vec<(IpAddr, u16)> = Vec::new();
+        self.shared.lock().returned.retain(|&(owner, ip, port)| {
+            if owner == me {
+                freed.push((ip, port));
+            }
+            owner != me
+        });
+        for (ip, port) in freed {
+            if let Some(p) = self.pools.get_mut(&ip) {
+                p.release(port);
+            }
+        }
+    }
+
+    /// Reservations this worker made that are still waiting.
     pub(crate) fn reservation_count(&self) -> usize {
-        self.reservations.len()
+        let me = self.me;
+        self.shared
+            .lock()
+            .by_token
+            .values()
+            .filter(|r| r.owner == me)
+            .count()
     }
 
     pub(crate) fn has_token(&self, token: &[u8; 8]) -> bool {
-        self.reservations.contains_key(token)
+        self.shared.lock().by_token.contains_key(token)
     }
 }
 
@@ -273,7 +366,7 @@ mod tests {
     #[test]
     fn reservations_expire_and_free() {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let mut ports = Ports::new(50000..=50001);
+        let mut ports = Ports::new(50000..=50001, Arc::default(), 0);
         let t0 = Instant::now();
         assert!(ports.pool(ip).take(50001));
         ports.reserve([1; 8], ip, 50001, t0);
@@ -290,5 +383,73 @@ mod tests {
         assert_eq!(r.port, 50001);
         assert_eq!(ports.reservation_count(), 0);
         assert!(!ports.pool(ip).is_free(50001));
+    }
+
+    /// Worker 0 holds ports 50000–50001 and worker 1 ports 50002–50003, sharing one table.
+    fn two_workers() -> (Ports, Ports, Arc<Reservations>) {
+        let shared = Arc::new(Reservations::new());
+        (
+            Ports::new(50000..=50001, shared.clone(), 0),
+            Ports::new(50002..=50003, shared.clone(), 1),
+            shared,
+        )
+    }
+
+    #[test]
+    fn another_worker_claims_a_reservation_and_hands_the_port_back() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let (mut w0, mut w1, shared) = two_workers();
+        let t0 = Instant::now();
+        assert!(w0.pool(ip).take(50001));
+        w0.reserve([7; 8], ip, 50001, t0);
+        assert!(w1.has_token(&[7; 8]));
+        assert_eq!((w0.reservation_count(), w1.reservation_count()), (1, 0));
+        let r = w1
+            .claim(&[7; 8], t0)
+            .expect("the token is found by any worker");
+        assert_eq!((r.ip, r.port), (ip, 50001));
+        assert_eq!(shared.total(), 0);
+        // The owner's expiry neither frees the claimed port nor finds the reservation.
+        assert_eq!(w0.expire(t0 + RESERVATION_LIFETIME), None);
+        assert!(!w0.pool(ip).is_free(50001));
+        // The claimer's allocation ends: the port goes home, and only the owner frees it.
+        w1.release(ip, 50001);
+        assert!(!w1.pool(ip).is_free(50001), "not in worker 1's share");
+        w1.reclaim();
+        assert!(!w0.pool(ip).is_free(50001));
+        w0.reclaim();
+        assert!(w0.pool(ip).is_free(50001));
+        assert_eq!(w0.pool(ip).in_use(), 0);
+    }
+
+    #[test]
+    fn each_worker_expires_only_its_own_reservations() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let (mut w0, mut w1, shared) = two_workers();
+        let t0 = Instant::now();
+        assert!(w0.pool(ip).take(50001));
+        assert!(w1.pool(ip).take(50003));
+        w0.reserve([1; 8], ip, 50001, t0);
+        w1.reserve([2; 8], ip, 50003, t0 + RESERVATION_LIFETIME);
+        let later = t0 + RESERVATION_LIFETIME;
+        assert_eq!(w0.expire(later), None);
+        assert!(w0.pool(ip).is_free(50001));
+        assert_eq!(
+            shared.total(),
+            1,
+            "worker 1's reservation is not worker 0's to drop"
+        );
+        assert_eq!(w1.expire(later), Some(later + RESERVATION_LIFETIME));
+        assert!(!w1.pool(ip).is_free(50003));
+        // An expired token cannot be claimed by anyone, even before its owner sweeps.
+        assert_eq!(w0.claim(&[2; 8], later + RESERVATION_LIFETIME), None);
+        // A failed bind puts the claim back where every worker finds it again.
+        let r = w0.claim(&[2; 8], later).unwrap();
+        w0.unclaim([2; 8], r);
+        assert!(w1.claim(&[2; 8], later).is_some());
+        assert!(
+            w1.foreign.is_empty(),
+            "its own port is not foreign to worker 1"
+        );
     }
 }

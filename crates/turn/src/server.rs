@@ -320,7 +320,11 @@ impl Server {
         let limiter = UnauthLimiter::new(config.unauth_rate_limit, limiter_key);
         let bandwidth = Limiter::new(config.max_bps, config.bps_capacity.clone());
         Server {
-            ports: Ports::new(config.port_range.clone()),
+            ports: Ports::new(
+                config.port_range.clone(),
+                config.reservations.clone(),
+                config.worker_id,
+            ),
             policy,
             auth,
             auth_enabled,
@@ -434,6 +438,13 @@ impl Server {
     fn peer_drop(&mut self, reason: DropReason) -> PeerOutcome {
         self.stats.count_drop(reason);
         PeerOutcome::Drop(reason)
+    }
+
+    /// Frees the relay ports other workers handed back after using this worker's EVEN-PORT
+    /// reservations (see [`crate::ports::Reservations`]). The IO layer calls it now and then
+    /// (once a second); between calls such a port only stays taken a little longer.
+    pub fn reclaim_ports(&mut self) {
+        self.ports.reclaim();
     }
 
     /// Expire allocations, permissions, channels and reservations that are due.

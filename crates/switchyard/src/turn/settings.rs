@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use switchyard_config::TurnConfig;
 use switchyard_turn::{
     AlternateServer, Auth, Capacity, ClockAnchor, ExternalIp, NatDiscovery, PeerPolicy,
-    PolicyConfig, Quotas, ServerConfig, User,
+    PolicyConfig, Quotas, Reservations, ServerConfig, User,
 };
 
 /// Everything `run` needs, derived once from the config.
@@ -159,6 +159,7 @@ impl Plan {
         base.user_quota = cfg.user_quota;
         base.total_quota = cfg.total_quota;
         base.quotas = Arc::new(Quotas::new());
+        base.reservations = Arc::new(Reservations::new());
         base.max_bps = cfg.max_bps;
         base.bps_capacity =
             (cfg.bps_capacity != 0).then(|| Arc::new(Capacity::new(cfg.bps_capacity, now)));

@@ -285,6 +285,7 @@ impl Worker {
                 self.run_tcp_commands(now, &mut stream_reply);
             }
             if now >= next_sweep {
+                self.server.reclaim_ports();
                 self.close_idle_connections(now);
                 self.expire_connects(now, &mut stream_reply);
                 for d in &mut self.dtls {

@@ -14,11 +14,12 @@ impl Server {
     ///
     /// What is bound to the running process is kept from the old configuration, whatever
     /// `new` says: this worker's relay port range, the shared allocation counters
-    /// ([`ServerConfig::quotas`]), the nonce key (nonces already issued stay valid) and the
+    /// ([`ServerConfig::quotas`]), the shared reservations, the nonce key (nonces already issued stay valid) and the
     /// clock anchor.
     pub fn reconfigure(&mut self, mut new: ServerConfig) {
         new.port_range = self.cfg.port_range.clone();
         new.quotas = self.cfg.quotas.clone();
+        new.reservations = self.cfg.reservations.clone();
         new.nonce_key = self.cfg.nonce_key;
         new.clock = self.cfg.clock;
 
