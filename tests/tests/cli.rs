@@ -254,3 +254,93 @@ fn help_prints_usage_and_does_not_start() {
         assert!(stdout.contains("Usage: switchyard turn"), "{stdout}");
     }
 }
+
+/// coturn looks for a relative `cert=`/`pkey=` on its config search path (its example
+/// scripts pass `--cert=turn_server_cert.pem` and keep the file in `examples/etc/`).
+#[test]
+fn relative_certificate_names_are_found_on_coturns_search_path() {
+    let Some(bin) = switchyard() else { return };
+    let dir =
+        need!(TempDir::new("cli-cert").map_err(|e| switchyard_tests::Skip::new(e.to_string())));
+    let etc = dir.join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let (cert, key) = need!(switchyard_tests::server::self_signed_cert(&etc));
+    let out = Command::new(&bin)
+        .current_dir(dir.path())
+        .args([
+            "turn",
+            "-n",
+            "--check-config",
+            "--cert=cert.pem",
+            "--pkey=key.pem",
+        ])
+        .arg("--CA-file=not-anywhere.pem")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l == "cert=./etc/cert.pem"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "pkey=./etc/key.pem"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not-anywhere.pem") && !stdout.contains("etc/not-anywhere.pem"),
+        "a name found nowhere is kept as written: {stdout}"
+    );
+    assert!(cert.is_file() && key.is_file());
+}
+
+/// A certificate that cannot be read turns TLS off with an error, as in coturn, and the
+/// server keeps relaying over UDP and TCP (a container started before certbot wrote the
+/// files must not crash-loop).
+#[test]
+fn an_unreadable_certificate_disables_tls_and_the_server_runs() {
+    let Some(bin) = switchyard() else { return };
+    let block = ports::allocate();
+    let mut child = Command::new(&bin)
+        .args([
+            "turn",
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--log-file=stdout",
+        ])
+        .args([
+            "--cert=/nonexistent/cert.pem",
+            "--pkey=/nonexistent/key.pem",
+        ])
+        .arg(format!("--listening-port={}", block.listen))
+        .arg(format!("--tls-listening-port={}", block.tls))
+        .arg(format!("--min-port={}", block.relay_min))
+        .arg(format!("--max-port={}", block.relay_max))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, block.listen));
+    let up = stun::binding(server, Instant::now() + Duration::from_secs(10));
+    let tls_port_open =
+        std::net::TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, block.tls))).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(up.is_some(), "the server answers over UDP: {log}");
+    assert!(!tls_port_open, "no TLS listener without a certificate");
+    assert!(
+        log.contains("/nonexistent/cert.pem") && log.contains("TLS and DTLS listeners disabled"),
+        "{log}"
+    );
+}

@@ -946,6 +946,33 @@ fn long_flags() {
     );
 }
 
+/// coturn's own `examples/scripts/*/secure_relay*.sh` write `-max-bps=3000000`: one dash,
+/// which getopt_long splits into `-m ax-bps=3000000`. The line must still start the server
+/// (the script's later `-m 3` is what counts), with a warning naming the slip.
+#[test]
+fn a_long_option_with_one_dash_warns_and_is_skipped() {
+    let c = args(&["-max-bps=3000000", "-f", "-m", "3", "-max-bps"]);
+    assert_eq!(c.relay_threads, 3);
+    assert_eq!(c.max_bps, 0, "neither reading sets max-bps");
+    assert!(c.fingerprint);
+    assert_eq!(
+        warnings(&c),
+        [
+            "command line: -max-bps=3000000: one dash before the long option `max-bps`: coturn \
+             reads it as short options, switchyard ignores it; write `--max-bps=3000000`",
+            "command line: -max-bps: one dash before the long option `max-bps`: coturn reads \
+             it as short options, switchyard ignores it; write `--max-bps`",
+        ]
+    );
+    // Single letters and real clusters are still short options.
+    assert!(args(&["-f"]).fingerprint);
+    assert!(
+        args_err(&["-mx"]).contains("not a number"),
+        "{}",
+        args_err(&["-mx"])
+    );
+}
+
 #[test]
 fn command_line_overrides_the_file() {
     let f = TempConf::new(

@@ -12,12 +12,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[non_exhaustive]
 pub enum TlsError {
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    // The OS error is part of the message, not a `source`: an error chain printed with
+    // `{:#}` would otherwise say it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The certificate file holds no PEM certificate.
     #[error("{0}: no certificate found (expected PEM)")]
@@ -70,9 +72,9 @@ pub fn server_config(
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
     File::open(path)
         .map(BufReader::new)
-        .map_err(|source| TlsError::Io {
+        .map_err(|error| TlsError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })
 }
 
@@ -80,9 +82,9 @@ pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     let mut reader = open(path)?;
     let certs = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Io {
+        .map_err(|error| TlsError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(path.to_owned()));
@@ -93,9 +95,9 @@ pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let mut reader = open(path)?;
     rustls_pemfile::private_key(&mut reader)
-        .map_err(|source| TlsError::Io {
+        .map_err(|error| TlsError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?
         .ok_or_else(|| TlsError::NoKey(path.to_owned()))
 }

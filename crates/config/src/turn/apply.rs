@@ -199,12 +199,27 @@ impl<'a> Ctx<'a> {
 
     /// A TLS file: relative to the config file's directory when read from a file (coturn
     /// looks next to its config file too), so the server does not depend on its cwd.
+    ///
+    /// A relative name found neither there nor in the working directory is looked up on
+    /// coturn's config search path (`./etc/`, `../etc/`, `/etc/coturn/`, ...), as coturn's
+    /// `find_config_file` does for these files: its example scripts pass
+    /// `--cert=turn_server_cert.pem` and rely on `examples/etc/`. Not found anywhere, the
+    /// name is kept so the error names what was written.
     fn tls_path(&mut self) -> Result<PathBuf, ConfigError> {
         let p = self.path()?;
-        Ok(match self.base_dir {
-            Some(base) if p.is_relative() => base.join(p),
-            _ => p,
-        })
+        if p.is_absolute() {
+            return Ok(p);
+        }
+        let here = match self.base_dir {
+            Some(base) => base.join(&p),
+            None => p.clone(),
+        };
+        if here.is_file() {
+            return Ok(here);
+        }
+        Ok(p.to_str()
+            .and_then(|name| super::cli::find_config(name, super::cli::SEARCH_DIRS))
+            .unwrap_or(here))
     }
 }
 

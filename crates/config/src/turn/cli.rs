@@ -191,6 +191,24 @@ pub(crate) fn parse_command_line(args: &[String]) -> Result<CommandLine, ConfigE
                 value,
                 location: loc.clone(),
             });
+        } else if let Some(spec) = arg
+            .strip_prefix('-')
+            .map(|s| s.split_once('=').map_or(s, |(n, _)| n))
+            .filter(|n| n.len() > 1)
+            .and_then(options::by_name)
+        {
+            // `-max-bps=3000000` (in coturn's own example scripts): getopt_long takes it
+            // as `-m ax-bps=3000000`, a relay-thread count that atoi reads as 0 and that
+            // a later `-m` overrides. Neither reading is what was meant; say so and skip it.
+            cli.warnings.push(ConfigWarning {
+                location: loc.clone(),
+                key: arg.clone(),
+                message: format!(
+                    "one dash before the long option `{}`: coturn reads it as short options, \
+                     switchyard ignores it; write `-{arg}`",
+                    spec.name
+                ),
+            });
         } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
             let mut rest = shorts;
             while let Some(c) = rest.chars().next() {

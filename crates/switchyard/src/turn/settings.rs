@@ -38,7 +38,18 @@ impl Plan {
             cfg.listening_ips.clone()
         };
 
-        let tls = tls_config(cfg).context("TLS (cert=/pkey=)")?;
+        // coturn starts without its TLS and DTLS listeners when the certificate or key cannot
+        // be loaded, and so does switchyard: a container that starts before certbot has
+        // written the files keeps relaying over UDP and TCP instead of crash-looping.
+        let tls = match tls_config(cfg) {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!(
+                    "TLS (cert=/pkey=): {e:#}; TLS and DTLS listeners disabled (fix the files and restart)"
+                );
+                None
+            }
+        };
 
         let mut udp_ports = Vec::new();
         let mut tcp_ports = Vec::new();
@@ -60,7 +71,15 @@ impl Plan {
         }
         let udp_addrs = crate::turn::listen_addrs(&listen_ips, &udp_ports);
         // coturn 4.17: DTLS only with `dtls` (Debian's 4.6 had it on unless `no-dtls`).
-        let dtls = dtls_identity(cfg)?;
+        // A certificate TLS could not load has been reported above.
+        let dtls = match dtls_identity(cfg) {
+            Ok(d) => d,
+            Err(_) if tls.is_none() && !cfg.no_tls => None,
+            Err(e) => {
+                tracing::error!("{e:#}; DTLS listener disabled (fix the files and restart)");
+                None
+            }
+        };
         if cfg.dtls && (cfg.cert.is_none() || cfg.pkey.is_none() || cfg.no_udp) {
             tracing::warn!("dtls: needs cert= and pkey= and UDP; DTLS listener disabled");
         }
