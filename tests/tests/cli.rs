@@ -40,6 +40,17 @@ fn switchyard() -> Option<std::path::PathBuf> {
     }
 }
 
+/// `switchyard turn` without a config file on loopback, listening on `block`'s port with
+/// its relay range; the caller adds what the test is about.
+fn turn_on(bin: &std::path::Path, block: &ports::PortBlock) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["turn", "-n", "--listening-ip=127.0.0.1"])
+        .arg(format!("--listening-port={}", block.listen))
+        .arg(format!("--min-port={}", block.relay_min))
+        .arg(format!("--max-port={}", block.relay_max));
+    c
+}
+
 #[test]
 fn config_error_names_file_line_and_key_and_stops() {
     let Some(bin) = switchyard() else { return };
@@ -137,21 +148,16 @@ fn a_second_server_on_the_same_port_fails_to_start() {
     let block = ports::allocate();
     let other = ports::allocate();
     let start = |relay: &ports::PortBlock| {
-        Command::new(&bin)
+        let mut c = turn_on(&bin, relay);
+        // The later --listening-port wins: both servers on the first block's port, each
+        // with its own relay range.
+        c.arg(format!("--listening-port={}", block.listen))
             .args([
-                "turn",
-                "-n",
-                "--listening-ip=127.0.0.1",
                 "--log-file=stdout",
-            ])
-            .args([
                 "--use-auth-secret",
                 "--static-auth-secret=s3cr3t",
-                "--relay-threads=2",
             ])
-            .arg(format!("--listening-port={}", block.listen))
-            .arg(format!("--min-port={}", relay.relay_min))
-            .arg(format!("--max-port={}", relay.relay_max))
+            .arg("--relay-threads=2")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -190,16 +196,8 @@ fn idle_tcp_connection_without_allocation_is_closed() {
     use std::io::{Read, Write};
     let Some(bin) = switchyard() else { return };
     let block = ports::allocate();
-    let mut child = Command::new(&bin)
-        .args([
-            "turn",
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--max-allocate-timeout=1",
-        ])
-        .arg(format!("--listening-port={}", block.listen))
-        .arg(format!("--min-port={}", block.relay_min))
-        .arg(format!("--max-port={}", block.relay_max))
+    let mut child = turn_on(&bin, &block)
+        .arg("--max-allocate-timeout=1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -305,21 +303,10 @@ fn relative_certificate_names_are_found_on_coturns_search_path() {
 fn an_unreadable_certificate_disables_tls_and_the_server_runs() {
     let Some(bin) = switchyard() else { return };
     let block = ports::allocate();
-    let mut child = Command::new(&bin)
-        .args([
-            "turn",
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--log-file=stdout",
-        ])
-        .args([
-            "--cert=/nonexistent/cert.pem",
-            "--pkey=/nonexistent/key.pem",
-        ])
-        .arg(format!("--listening-port={}", block.listen))
+    let mut child = turn_on(&bin, &block)
+        .args(["--log-file=stdout", "--cert=/nonexistent/cert.pem"])
+        .arg("--pkey=/nonexistent/key.pem")
         .arg(format!("--tls-listening-port={}", block.tls))
-        .arg(format!("--min-port={}", block.relay_min))
-        .arg(format!("--max-port={}", block.relay_max))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

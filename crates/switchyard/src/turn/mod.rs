@@ -178,7 +178,7 @@ pub(crate) fn start_embedded(config: TurnConfig) -> anyhow::Result<Running> {
 fn start(config: TurnConfig, args: Vec<OsString>) -> anyhow::Result<Running> {
     // One relay socket per allocation: allow as many as the hard limit lets us.
     switchyard_netio::raise_fd_limit();
-    let plan = settings::Plan::from_config(&config)?;
+    let plan = settings::Plan::from_config(&config, settings::BadCert::DisableTls)?;
     // Resolve the user before binding anything, so a typo fails before any side effect.
     let drop_to = if config.proc_user.is_some() || config.proc_group.is_some() {
         Some(

@@ -108,7 +108,7 @@ impl Reloader {
         // settings (relay port range of the peer policy, listen addresses) match reality.
         let mut new = new;
         keep_running_values(&self.current, &mut new);
-        let plan = settings::Plan::from_config(&new)?;
+        let plan = settings::Plan::from_config(&new, settings::BadCert::Refuse)?;
         // The same budget if `bps-capacity` did not change, so a reload does not refill it.
         let capacity = match (&self.capacity, new.bps_capacity) {
             (_, 0) => None,

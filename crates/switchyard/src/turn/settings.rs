@@ -30,8 +30,17 @@ pub(crate) struct Plan {
     base: ServerConfig,
 }
 
+/// What [`Plan::from_config`] does with a certificate or key it cannot load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadCert {
+    /// At start-up: run without the TLS and DTLS listeners, as coturn does.
+    DisableTls,
+    /// On reload: fail, so the running certificate stays.
+    Refuse,
+}
+
 impl Plan {
-    pub(crate) fn from_config(cfg: &TurnConfig) -> anyhow::Result<Self> {
+    pub(crate) fn from_config(cfg: &TurnConfig, on_bad_cert: BadCert) -> anyhow::Result<Self> {
         let listen_ips: Vec<IpAddr> = if cfg.listening_ips.is_empty() {
             switchyard_netio::local_addresses().context("cannot list the host's addresses")?
         } else {
@@ -43,6 +52,7 @@ impl Plan {
         // written the files keeps relaying over UDP and TCP instead of crash-looping.
         let tls = match tls_config(cfg) {
             Ok(tls) => tls,
+            Err(e) if on_bad_cert == BadCert::Refuse => return Err(e.context("TLS (cert=/pkey=)")),
             Err(e) => {
                 tracing::error!(
                     "TLS (cert=/pkey=): {e:#}; TLS and DTLS listeners disabled (fix the files and restart)"
@@ -74,6 +84,7 @@ impl Plan {
         // A certificate TLS could not load has been reported above.
         let dtls = match dtls_identity(cfg) {
             Ok(d) => d,
+            Err(e) if on_bad_cert == BadCert::Refuse => return Err(e),
             Err(_) if tls.is_none() && !cfg.no_tls => None,
             Err(e) => {
                 tracing::error!("{e:#}; DTLS listener disabled (fix the files and restart)");
