@@ -135,8 +135,8 @@ pub(crate) struct Reservation {
 /// A client's two sockets (RTP with EVEN-PORT, RTCP with the RESERVATION-TOKEN) are two
 /// 5-tuples, and `SO_REUSEPORT` may hand them to different workers: the token must be
 /// found wherever its Allocate lands. The worker that claims another worker's port binds
-/// it and, when that allocation ends, hands the port back through [`Self::returned`] for
-/// the owner to free in its own pool. Touched only by Allocates with EVEN-PORT or
+/// it and, when that allocation ends, hands the port back through a shared list for the
+/// owner to free in its own pool. Touched only by Allocates with EVEN-PORT or
 /// RESERVATION-TOKEN and by a once-a-second sweep, never per packet, so a mutex is fine.
 #[derive(Debug, Default)]
 pub struct Reservations {
@@ -257,11 +257,7 @@ impl Ports {
             next = Some(next.map_or(r.expires, |n| n.min(r.expires)));
             true
         });
-        for (ip, port) in freed {
-            if let Some(p) = self.pools.get_mut(&ip) {
-                p.release(port);
-            }
-        }
+        self.free_own(freed);
         self.reclaim();
         next
     }
@@ -276,7 +272,12 @@ impl Ports {
             }
             owner != me
         });
-        for (ip, port) in freed {
+        self.free_own(freed);
+    }
+
+    /// Frees ports of this worker's own pools.
+    fn free_own(&mut self, ports: Vec<(IpAddr, u16)>) {
+        for (ip, port) in ports {
             if let Some(p) = self.pools.get_mut(&ip) {
                 p.release(port);
             }
