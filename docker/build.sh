@@ -10,9 +10,9 @@
 #   IMAGE=switchyard-<flavour>:latest   tag of the image
 #   TARGET=auto|musl|gnu           auto: musl when rustup has the target's std and `musl-gcc`
 #                                  is installed (Debian: musl-tools), else glibc with crt-static
-#   PROFILE=container              cargo profile (release + strip, thin LTO; the livekit flavour
-#                                  defaults to container-fat, whole-program LTO for size;
-#                                  `ci` builds faster, bigger)
+#   PROFILE=container              cargo profile (release + strip, whole-program LTO; both
+#                                  flavours share its dependency build; `ci` builds faster,
+#                                  bigger)
 #   ENGINE=auto|podman|docker      auto: podman if installed, else docker with a running engine
 #   SKIP_IMAGE=1                   build and check the binary only
 #   CARGO_TARGET_DIR               honoured as usual
@@ -23,12 +23,12 @@ cd "$root"
 
 flavour="${FLAVOUR:-turn}"
 case "$flavour" in
-    turn) features=(--no-default-features); default_profile=container ;;
-    livekit) features=(--no-default-features --features livekit); default_profile=container-fat ;;
+    turn) features=(--no-default-features) ;;
+    livekit) features=(--no-default-features --features livekit) ;;
     *) printf 'build.sh: FLAVOUR must be turn or livekit\n' >&2; exit 1 ;;
 esac
 image="${IMAGE:-switchyard-$flavour:latest}"
-profile="${PROFILE:-$default_profile}"
+profile="${PROFILE:-container}"
 arch="$(uname -m)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="$root/docker/out/$flavour"

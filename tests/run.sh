@@ -26,10 +26,29 @@ on() { [ "${!1:-0}" != 1 ]; }
 export SWITCHYARD_INTEROP=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Installing the peers is mostly downloads; it runs in the background while the first
+# compilations (fmt, clippy, the switchyard binary) use the CPU, and is waited for before
+# anything that needs a peer (the images need podman, the tests everything).
+peers_pid=
+peers_log="$(mktemp)"
+trap 'rm -f "$peers_log"' EXIT
 if on SKIP_INSTALL; then
-    step "install peers"
-    bash tests/install-peers.sh
+    step "install peers (in the background)"
+    bash tests/install-peers.sh >"$peers_log" 2>&1 &
+    peers_pid=$!
 fi
+peers_ready() {
+    [ -n "$peers_pid" ] || return 0
+    step "waiting for install peers"
+    local rc=0
+    wait "$peers_pid" || rc=$?
+    peers_pid=
+    cat "$peers_log"
+    if [ "$rc" != 0 ]; then
+        echo "tests/install-peers.sh failed (exit $rc)"
+        exit "$rc"
+    fi
+}
 
 if on SKIP_LINT; then
     step "cargo fmt --check"
@@ -44,12 +63,15 @@ if on SKIP_TEST; then
     cargo build -p switchyard --profile ci
     # tests/tests/container.rs runs the image; a nested cargo build inside `cargo test`
     # would wait on its lock, so the static binary and the image are built here.
+    peers_ready
     step "container images (docker/build.sh: turn, livekit)"
     bash docker/build.sh
     FLAVOUR=livekit bash docker/build.sh
     step "cargo test --workspace --profile ci"
     cargo test --workspace --profile ci
 fi
+
+peers_ready
 
 if on SKIP_FUZZ; then
     step "fuzz smoke runs (${FUZZ_SECS:-15} s each)"
@@ -87,8 +109,10 @@ if on SKIP_FUZZ; then
 fi
 
 if on SKIP_BENCH; then
-    step "cargo bench -p switchyard-benches (quick)"
-    cargo bench -p switchyard-benches -- --quick --warm-up-time 1 --measurement-time 2
+    # The `ci` profile (release code, no LTO) reuses the test build's dependencies; the
+    # `bench` profile would compile them all again for a quick run.
+    step "cargo bench -p switchyard-benches --profile ci (quick)"
+    cargo bench -p switchyard-benches --profile ci -- --quick --warm-up-time 1 --measurement-time 2
 fi
 
 if on SKIP_VS_COTURN; then
