@@ -321,6 +321,10 @@ impl LinkStats {
     }
 }
 
+/// At most this many due timeouts are handled in one [`Router::drain`]; the rest wait for
+/// the IO loop's next turn, so one busy connection cannot hold the loop.
+const MAX_DUE_ROUNDS: u32 = 256;
+
 /// How often str0m reports stream statistics (loss, RTT) for connection quality.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -1301,8 +1305,16 @@ impl Router {
         self.drain(id, PcRole::Subscriber);
     }
 
-    /// Runs `poll_output` on one connection until it yields a timeout, acting on its events.
+    /// Runs `poll_output` on one connection until it yields a timeout in the future, acting
+    /// on its events.
+    ///
+    /// A timeout that is already due is handled here and draining goes on: str0m's pacer
+    /// hands out one packet per `handle_timeout` (it packetizes written frames on a timeout
+    /// too), so stopping at a due timeout would let each subscriber send one packet per turn
+    /// of the IO loop. The queue then builds up whenever a subscriber receives more packets
+    /// than the loop turns, which is latency, not bandwidth, and every packet costs a turn.
     fn drain(&mut self, id: ParticipantId, role: PcRole) {
+        let mut due_rounds = 0;
         let mut media = Vec::new();
         let mut keyframe_requests = Vec::new();
         let mut new_slots = Vec::new();
@@ -1332,6 +1344,13 @@ impl Router {
             };
             match out {
                 Output::Timeout(t) => {
+                    if t <= self.now && due_rounds < MAX_DUE_ROUNDS {
+                        due_rounds += 1;
+                        if let Err(e) = pc.rtc.handle_input(Input::Timeout(self.now)) {
+                            tracing::debug!(%id, ?role, "timeout handling failed: {e}");
+                        }
+                        continue;
+                    }
                     pc.timeout = Some(t);
                     break;
                 }

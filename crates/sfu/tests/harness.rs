@@ -514,6 +514,48 @@ fn audio_video_and_data_cross_the_router() {
     assert!(reoffer, "no renegotiation after the publisher left");
 }
 
+/// A publisher's burst (eight one-packet video frames at once) reaches the subscriber in
+/// the same turn of the network, without timer turns in between. With congestion control
+/// on, str0m's pacer hands out one packet per timeout; the router must keep handling the
+/// due timeouts itself, or a subscriber gets one packet per IO-loop turn and its queue
+/// (latency) grows whenever more arrive.
+#[test]
+fn a_burst_reaches_the_subscriber_without_waiting_for_timer_turns() {
+    let Call {
+        mut w,
+        b: _,
+        video_mid,
+        ..
+    } = call();
+    let vpt = pt_for(&mut w.clients[0].rtc, video_mid, Codec::Vp8);
+    let now = w.now;
+    let before = |w: &World| {
+        w.clients[1]
+            .events
+            .iter()
+            .filter(|e| matches!(e, RtcEvent::MediaData(d) if d.params.spec().codec == Codec::Vp8))
+            .count()
+    };
+    let got_before = before(&w);
+    for i in 0..8u64 {
+        let wr = w.clients[0].rtc.writer(video_mid).unwrap();
+        wr.write(
+            vpt,
+            now,
+            MediaTime::from_90khz(3000 * i),
+            vp8_sized(i == 0, i as u8, 900),
+        )
+        .unwrap();
+        // The publisher packetizes on its timeout (no pacer on the client side).
+        w.clients[0].rtc.handle_input(Input::Timeout(now)).unwrap();
+    }
+    // One turn: the publisher's packets go to the router, whatever it sends goes to B, then
+    // a single router timeout at the same instant.
+    w.run(1, Duration::ZERO);
+    let got = before(&w) - got_before;
+    assert_eq!(got, 8, "B got {got} of the 8 frames in one turn");
+}
+
 /// Every 12th media packet to the subscriber is lost: its NACKs reach the router, str0m
 /// retransmits (RTX) from the subscriber's send buffer, and every frame still arrives whole.
 /// (Congestion control is off: it would rightly slow down on an 8 % lossy link.)
@@ -796,7 +838,7 @@ fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
     let pt = pt_for(&mut w.clients[0].rtc, mid, Codec::Vp8);
     let mut frame = 0u64;
     // Publishes for `secs` of virtual time at 30 fps, a keyframe on every layer twice a
-    // second, in 5 ms network steps.
+    // second.
     let mut publish = |w: &mut World, secs: u64| {
         for _ in 0..secs * 30 {
             let key = frame.is_multiple_of(15);
@@ -808,7 +850,9 @@ fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
                     .unwrap();
             }
             frame += 1;
-            w.run(7, Duration::from_micros(33_333 / 7));
+            // 1 ms network steps: the router's pacer sends what is due at each step, so
+            // coarser steps would bunch its packets (and its probes) unrealistically.
+            w.run(33, Duration::from_micros(33_333 / 33));
         }
     };
     // Which layers each subscriber got (by fill byte), since the last call.
@@ -837,10 +881,12 @@ fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
         est_c < 700_000 && est_b > 1_300_000,
         "estimates B {est_b} C {est_c}"
     );
-    // 4 s at 30 fps: nearly all of B's frames are the top layer, C's the middle one.
+    // 4 s at 30 fps: nearly all of B's frames are the top layer; C never gets it and mostly
+    // gets the middle one (a probe into C's full queue may cut its estimate below the
+    // middle layer for a moment, as it would on a real link).
     assert!(at_b[2] >= 100 && at_b[0] + at_b[1] <= 5, "B got {at_b:?}");
     assert!(
-        at_c[1] >= 100 && at_c[2] == 0,
+        at_c[1] >= 80 && at_c[2] == 0,
         "C got {at_c:?} (estimate {est_c})"
     );
     assert!(
