@@ -156,6 +156,15 @@ pub(crate) fn wanted(fixed: u64, demands: &[Demand<'_>]) -> u64 {
         + fixed
 }
 
+/// Whether the estimate holds a track below a layer the subscriber asked for and the
+/// publisher sends (the subscriber would take more if the link carried it).
+pub(crate) fn held_back(demands: &[Demand<'_>], grants: &[Grant]) -> bool {
+    demands
+        .iter()
+        .zip(grants)
+        .any(|(d, g)| d.step_up(*g).is_some())
+}
+
 /// Turns every pause into the lowest layer sent (`allow_pause: false`).
 pub(crate) fn never_starve(demands: &[Demand<'_>], grants: &mut [Grant]) {
     for (d, g) in demands.iter().zip(grants.iter_mut()) {
@@ -336,5 +345,29 @@ mod tests {
         // 540k within the headroom: 150k kept, 150k for the newcomer, 240k left is not
         // enough for anyone's next step (+350k).
         assert_eq!(run(600_000, 0, &d), [Grant::UpTo(0), Grant::UpTo(0)]);
+    }
+
+    #[test]
+    fn held_back_means_a_wanted_layer_is_sent_but_not_granted() {
+        let d = |cap| Demand {
+            cap,
+            layers: &SIM,
+            held: None,
+        };
+        // Below the top it asked for: held back.
+        assert!(held_back(&[d(Some(2))], &[Grant::UpTo(1)]));
+        assert!(held_back(&[d(Some(2))], &[Grant::Starved]));
+        // At its own cap, paused by the subscriber, or at the top: not.
+        assert!(!held_back(&[d(Some(1))], &[Grant::UpTo(1)]));
+        assert!(!held_back(&[d(None)], &[Grant::Idle]));
+        assert!(!held_back(&[d(Some(2))], &[Grant::UpTo(2)]));
+        // The layer above is not sent: nothing to probe for.
+        let top_off = [Some(150_000), Some(500_000), None];
+        let no_top = Demand {
+            cap: Some(2),
+            layers: &top_off,
+            held: None,
+        };
+        assert!(!held_back(&[no_top], &[Grant::UpTo(1)]));
     }
 }

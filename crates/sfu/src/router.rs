@@ -226,6 +226,12 @@ struct PcBwe {
     round: Option<Option<f32>>,
     /// Since when a track has been paused for lack of bandwidth (or the last retry).
     starved_since: Option<Instant>,
+    /// When the estimate may next be probed upwards because it holds layers back, and the
+    /// wait after that one (doubling while probes find nothing more).
+    probe_at: Option<Instant>,
+    probe_backoff: Duration,
+    /// The estimate the last such probe started from.
+    probed_from: u64,
 }
 
 /// Loss above this share cuts the loss-based limit; below [`LOSS_LOW`] it grows again.
@@ -243,6 +249,18 @@ const LOSS_CAP_FLOOR: u64 = 30_000;
 /// connection without media: after this long the estimate is reset to what the paused
 /// tracks' lowest layers need, so they resume and the link is measured again.
 const STARVED_RETRY: Duration = Duration::from_secs(8);
+/// str0m probes the link on its own only while the sender is application-limited (below
+/// about 65 % of the estimate), and otherwise lets the estimate grow to at most 1.5 times
+/// what is sent. The allocator fills up to 90 % of the estimate, so a subscriber held at a
+/// low layer (a join while the estimate is still low, a quality raised by the client, a
+/// link that recovered) would wait for str0m's stagnation probe, 15 s of an unchanged
+/// estimate that a live estimate rarely has. So while layers are held back, the estimator
+/// is restarted from its current value every so often, which makes str0m send its initial
+/// probes (3 and 6 times the estimate, bounded by what is wanted) and take what they
+/// measure. First after this long held back, then twice as long each time the estimate
+/// did not grow by a fifth since the last probe, up to [`HELD_BACK_PROBE_MAX`].
+const HELD_BACK_PROBE_FIRST: Duration = Duration::from_secs(1);
+const HELD_BACK_PROBE_MAX: Duration = Duration::from_secs(32);
 
 impl PcBwe {
     fn new() -> Self {
@@ -254,6 +272,9 @@ impl PcBwe {
             tx_rate: 0,
             round: None,
             starved_since: None,
+            probe_at: None,
+            probe_backoff: HELD_BACK_PROBE_FIRST,
+            probed_from: 0,
         }
     }
 
@@ -1186,6 +1207,28 @@ impl Router {
                 true if retry => Some(now),
                 true => bwe.starved_since.or(Some(now)),
             };
+            // Held back by the estimate (and not by loss, which probing would only add
+            // to): probe now and then, less often while probing finds nothing more.
+            if !starving && bwe.loss_cap.is_none() && allocate::held_back(&demands, &grants) {
+                match bwe.probe_at {
+                    None => bwe.probe_at = Some(now + bwe.probe_backoff),
+                    Some(at) if now >= at => {
+                        bwe.probe_backoff = if bwe.estimate > bwe.probed_from / 4 * 5 {
+                            HELD_BACK_PROBE_FIRST
+                        } else {
+                            (bwe.probe_backoff * 2).min(HELD_BACK_PROBE_MAX)
+                        };
+                        tracing::debug!(%id, estimate = bwe.estimate, next = ?bwe.probe_backoff, "probing for held-back layers");
+                        reset = reset.or(Some(bwe.estimate));
+                        bwe.probed_from = bwe.estimate;
+                        bwe.probe_at = Some(now + bwe.probe_backoff);
+                    }
+                    Some(_) => {}
+                }
+            } else {
+                bwe.probe_at = None;
+                bwe.probe_backoff = HELD_BACK_PROBE_FIRST;
+            }
             let desired = (allocate::wanted(audio, &demands) as f64 * PROBE_HEADROOM) as u64;
             drop(demands);
             for ((i, ..), grant) in video.iter().zip(&grants) {

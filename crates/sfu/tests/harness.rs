@@ -12,8 +12,8 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
 use switchyard_sfu::{
-    CongestionControl, Event, IngressLimit, ParticipantId, PcMode, PcRole, Router, RouterConfig,
-    SfuError, Subscribe, TrackKind, TrackLabel,
+    CongestionControl, Event, IngressLimit, LayerChoice, ParticipantId, PcMode, PcRole, Router,
+    RouterConfig, SfuError, Subscribe, TrackKind, TrackLabel,
 };
 
 const SFU: &str = "10.0.0.1:7882";
@@ -756,109 +756,129 @@ fn vp8_sized(key: bool, fill: u8, len: usize) -> Vec<u8> {
     f
 }
 
-/// A publisher sends three simulcast layers (about 0.1, 0.3 and 1.2 Mbit/s). B's downlink
-/// is unconstrained, C's is a 700 kbit/s bottleneck: the router's TWCC estimate for C falls
-/// and C is moved to the middle layer while B keeps the top one. At 40 kbit/s not even the
-/// lowest layer fits: C's copy is paused and the router says so (stream state), and it
-/// resumes when the link recovers.
-#[test]
-fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
-    use str0m::media::{Rid, Simulcast, SimulcastLayer};
-    const RIDS: [&str; 3] = ["q", "h", "f"];
-    const SIZES: [usize; 3] = [400, 1250, 5000];
+/// Simulcast rids, lowest first, and the size of each layer's frames (at 30 fps about 0.1,
+/// 0.3 and 1.2 Mbit/s).
+const RIDS: [&str; 3] = ["q", "h", "f"];
+const SIZES: [usize; 3] = [400, 1250, 5000];
 
-    let mut w = World::with(CongestionControl {
-        enabled: true,
-        allow_pause: true,
-    });
-    let a = w
-        .router
-        .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
-    w.clients.push(Client::new("10.0.0.2:5000", w.now));
-    let (offer, pending, mid) = {
-        let mut api = w.clients[0].rtc.sdp_api();
-        let mut sim = Simulcast::new();
-        for rid in RIDS {
-            sim.add_send_layer(SimulcastLayer::new(rid));
-        }
-        let mid = api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some("sv".into()),
-            Some("tv".into()),
-            Some(sim),
-        );
-        let (o, p) = api.apply().unwrap();
-        (o, p, mid)
-    };
-    let answer = w
-        .router
-        .handle_publisher_offer(a, &offer.to_sdp_string(), w.now)
-        .unwrap();
-    w.clients[0]
-        .rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
-    w.run(100, Duration::from_millis(10));
-    let track = w
-        .take_router_events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::TrackOpened { track, rids, .. } => {
-                assert_eq!(rids, RIDS);
-                Some(track)
-            }
-            _ => None,
-        })
-        .expect("the video track opens");
-    w.router
-        .publish(
-            track,
-            TrackLabel {
-                stream_id: "PA_a|TR_v".into(),
-                track_id: "TR_v".into(),
-            },
-        )
-        .unwrap();
-    let mut subs = Vec::new();
-    for (i, addr) in ["10.0.0.3:5000", "10.0.0.4:5000"].into_iter().enumerate() {
-        let id = w
+/// A room with congestion control on: A publishes one simulcast video track, and one
+/// subscriber per address in `subscribers` receives it (clients 1, 2, ...).
+struct SimulcastRoom {
+    w: World,
+    track: switchyard_sfu::TrackId,
+    mid: Mid,
+    pt: str0m::media::Pt,
+    subs: Vec<ParticipantId>,
+    frame: u64,
+}
+
+impl SimulcastRoom {
+    fn new(subscribers: &[&str]) -> Self {
+        use str0m::media::{Simulcast, SimulcastLayer};
+        let mut w = World::with(CongestionControl {
+            enabled: true,
+            allow_pause: true,
+        });
+        let a = w
             .router
             .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
-        w.clients.push(Client::new(addr, w.now));
-        w.answer_offer(id, i + 1);
-        subs.push(id);
+        w.clients.push(Client::new("10.0.0.2:5000", w.now));
+        let (offer, pending, mid) = {
+            let mut api = w.clients[0].rtc.sdp_api();
+            let mut sim = Simulcast::new();
+            for rid in RIDS {
+                sim.add_send_layer(SimulcastLayer::new(rid));
+            }
+            let mid = api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some("sv".into()),
+                Some("tv".into()),
+                Some(sim),
+            );
+            let (o, p) = api.apply().unwrap();
+            (o, p, mid)
+        };
+        let answer = w
+            .router
+            .handle_publisher_offer(a, &offer.to_sdp_string(), w.now)
+            .unwrap();
+        w.clients[0]
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        w.run(100, Duration::from_millis(10));
+        let track = w
+            .take_router_events()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::TrackOpened { track, rids, .. } => {
+                    assert_eq!(rids, RIDS);
+                    Some(track)
+                }
+                _ => None,
+            })
+            .expect("the video track opens");
+        w.router
+            .publish(
+                track,
+                TrackLabel {
+                    stream_id: "PA_a|TR_v".into(),
+                    track_id: "TR_v".into(),
+                },
+            )
+            .unwrap();
+        let mut subs = Vec::new();
+        for (i, addr) in subscribers.iter().enumerate() {
+            let id = w
+                .router
+                .add_participant("room", PcMode::Dual, Subscribe::Auto, w.now);
+            w.clients.push(Client::new(addr, w.now));
+            w.answer_offer(id, i + 1);
+            subs.push(id);
+        }
+        w.run(100, Duration::from_millis(10));
+        let pt = pt_for(&mut w.clients[0].rtc, mid, Codec::Vp8);
+        SimulcastRoom {
+            w,
+            track,
+            mid,
+            pt,
+            subs,
+            frame: 0,
+        }
     }
-    let (b, c) = (subs[0], subs[1]);
-    w.run(100, Duration::from_millis(10));
-    let c_addr = w.clients[2].addr;
-    w.bottleneck = Some(Bottleneck::new(c_addr, 700_000, w.now));
 
-    let pt = pt_for(&mut w.clients[0].rtc, mid, Codec::Vp8);
-    let mut frame = 0u64;
-    // Publishes for `secs` of virtual time at 30 fps, a keyframe on every layer twice a
-    // second.
-    let mut publish = |w: &mut World, secs: u64| {
+    /// Publishes for `secs` of virtual time at 30 fps, a keyframe on every layer twice a
+    /// second.
+    fn publish(&mut self, secs: u64) {
+        use str0m::media::Rid;
+        let w = &mut self.w;
         for _ in 0..secs * 30 {
-            let key = frame.is_multiple_of(15);
+            let key = self.frame.is_multiple_of(15);
             for (l, rid) in RIDS.into_iter().enumerate() {
                 let data = vp8_sized(key, l as u8 + 1, SIZES[l]);
                 let now = w.now;
-                let wr = w.clients[0].rtc.writer(mid).unwrap().rid(Rid::from(rid));
-                wr.write(pt, now, MediaTime::from_90khz(3000 * frame), data)
+                let wr = w.clients[0]
+                    .rtc
+                    .writer(self.mid)
+                    .unwrap()
+                    .rid(Rid::from(rid));
+                wr.write(self.pt, now, MediaTime::from_90khz(3000 * self.frame), data)
                     .unwrap();
             }
-            frame += 1;
+            self.frame += 1;
             // 1 ms network steps: the router's pacer sends what is due at each step, so
             // coarser steps would bunch its packets (and its probes) unrealistically.
             w.run(33, Duration::from_micros(33_333 / 33));
         }
-    };
-    // Which layers each subscriber got (by fill byte), since the last call.
-    let layers_seen = |w: &mut World, client: usize| -> [usize; 3] {
+    }
+
+    /// Which layers client `client` got (by fill byte) since the last call.
+    fn layers_seen(&mut self, client: usize) -> [usize; 3] {
         let mut n = [0; 3];
-        for e in w.clients[client].events.drain(..) {
+        for e in self.w.clients[client].events.drain(..) {
             if let RtcEvent::MediaData(d) = e
                 && let Some(&fill) = d.data.get(100)
                 && (1..=3).contains(&fill)
@@ -867,15 +887,66 @@ fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
             }
         }
         n
-    };
+    }
+}
 
-    publish(&mut w, 12);
-    let _ = (layers_seen(&mut w, 1), layers_seen(&mut w, 2));
-    publish(&mut w, 4);
-    let (at_b, at_c) = (layers_seen(&mut w, 1), layers_seen(&mut w, 2));
+/// B watches the middle layer for a while, so its estimate settles far below the top
+/// layer: str0m lets it grow to about 1.5 times what is sent, and probes on its own only
+/// when the sender uses less than about 65 % of it, which the middle layer does not. Then
+/// B asks for the top layer: the router probes the link because a layer is held back, and
+/// B gets the top layer within seconds instead of waiting for str0m's stagnation probe
+/// (15 s of an unchanged estimate).
+#[test]
+fn a_subscriber_held_at_a_low_layer_probes_its_way_up() {
+    let mut room = SimulcastRoom::new(&["10.0.0.3:5000"]);
+    let b = room.subs[0];
+    let track = room.track;
+    room.w
+        .router
+        .set_layer(b, track, LayerChoice::UpTo(1))
+        .unwrap();
+    room.publish(8);
+    let at_b = room.layers_seen(1);
+    let low = room.w.router.bandwidth_estimate(b).unwrap();
+    assert!(at_b[1] >= 200 && at_b[2] <= 20, "B got {at_b:?}");
+    assert!(
+        low < 1_000_000,
+        "B's estimate after the middle layer: {low}"
+    );
+
+    room.w
+        .router
+        .set_layer(b, track, LayerChoice::UpTo(2))
+        .unwrap();
+    room.publish(6);
+    let _ = room.layers_seen(1);
+    room.publish(2);
+    let at_b = room.layers_seen(1);
+    assert!(
+        at_b[2] >= 55,
+        "B got {at_b:?} 6 s after asking for the top layer (estimate {low} -> {:?})",
+        room.w.router.bandwidth_estimate(b)
+    );
+}
+
+/// A publisher sends three simulcast layers (about 0.1, 0.3 and 1.2 Mbit/s). B's downlink
+/// is unconstrained, C's is a 700 kbit/s bottleneck: the router's TWCC estimate for C falls
+/// and C is moved to the middle layer while B keeps the top one. At 40 kbit/s not even the
+/// lowest layer fits: C's copy is paused and the router says so (stream state), and it
+/// resumes when the link recovers.
+#[test]
+fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
+    let mut room = SimulcastRoom::new(&["10.0.0.3:5000", "10.0.0.4:5000"]);
+    let (b, c, track) = (room.subs[0], room.subs[1], room.track);
+    let c_addr = room.w.clients[2].addr;
+    room.w.bottleneck = Some(Bottleneck::new(c_addr, 700_000, room.w.now));
+    room.publish(12);
+    let _ = (room.layers_seen(1), room.layers_seen(2));
+    room.publish(4);
+    let (at_b, at_c) = (room.layers_seen(1), room.layers_seen(2));
     let (est_b, est_c) = (
-        w.router.bandwidth_estimate(b).unwrap(),
-        w.router.bandwidth_estimate(c).unwrap(),
+        room.w.router.bandwidth_estimate(b).unwrap(),
+        room.w.router.bandwidth_estimate(c).unwrap(),
     );
     assert!(
         est_c < 700_000 && est_b > 1_300_000,
@@ -890,16 +961,19 @@ fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
         "C got {at_c:?} (estimate {est_c})"
     );
     assert!(
-        !w.take_router_events()
+        !room
+            .w
+            .take_router_events()
             .iter()
             .any(|e| matches!(e, Event::StreamState { .. })),
         "nothing was paused yet"
     );
 
     // 40 kbit/s: not even the lowest layer (~110 kbit/s with headers) fits.
-    w.bottleneck.as_mut().unwrap().bits_per_sec = 40_000;
-    publish(&mut w, 8);
-    let paused: Vec<_> = w
+    room.w.bottleneck.as_mut().unwrap().bits_per_sec = 40_000;
+    room.publish(8);
+    let paused: Vec<_> = room
+        .w
         .take_router_events()
         .into_iter()
         .filter_map(|e| match e {
@@ -911,38 +985,38 @@ fn bandwidth_estimates_choose_layers_and_pause_what_does_not_fit() {
             _ => None,
         })
         .collect();
-    let est_c = w.router.bandwidth_estimate(c);
+    let est_c = room.w.router.bandwidth_estimate(c);
     assert_eq!(paused, [(c, track, true)], "estimate {est_c:?}");
-    let _ = (layers_seen(&mut w, 1), layers_seen(&mut w, 2));
-    w.run(20, Duration::from_millis(10));
-    let _ = layers_seen(&mut w, 2);
-    publish(&mut w, 1);
+    let _ = (room.layers_seen(1), room.layers_seen(2));
+    room.w.run(20, Duration::from_millis(10));
+    let _ = room.layers_seen(2);
+    room.publish(1);
     assert_eq!(
-        layers_seen(&mut w, 2),
+        room.layers_seen(2),
         [0, 0, 0],
         "C still receives while paused"
     );
-    assert!(layers_seen(&mut w, 1)[2] >= 25, "B is not affected");
+    assert!(room.layers_seen(1)[2] >= 25, "B is not affected");
 
     // The link recovers: C's copy resumes (on a keyframe; the router retries a paused
     // track after a while, since nothing sent means nothing measured) and climbs back to
     // the top layer.
-    w.bottleneck.as_mut().unwrap().bits_per_sec = 10_000_000;
-    publish(&mut w, 12);
-    let resumed = w.take_router_events().into_iter().any(|e| {
+    room.w.bottleneck.as_mut().unwrap().bits_per_sec = 10_000_000;
+    room.publish(12);
+    let resumed = room.w.take_router_events().into_iter().any(|e| {
         e == Event::StreamState {
             subscriber: c,
             track,
             paused: false,
         }
     });
-    let _ = layers_seen(&mut w, 2);
-    publish(&mut w, 3);
-    let at_c = layers_seen(&mut w, 2);
+    let _ = room.layers_seen(2);
+    room.publish(3);
+    let at_c = room.layers_seen(2);
     assert!(
         resumed,
         "no resume; estimate {:?}",
-        w.router.bandwidth_estimate(c)
+        room.w.router.bandwidth_estimate(c)
     );
     assert!(at_c[2] >= 80, "C got {at_c:?} after recovery");
 }
