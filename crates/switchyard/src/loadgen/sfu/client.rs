@@ -78,10 +78,18 @@ pub(super) struct Spec {
 }
 
 /// One receiving stream's measurements (packets whose send time falls in the window).
+///
+/// A simulcast layer reaches a subscriber in runs: the server switches between a
+/// publisher's layers, and what a layer sent while another one was forwarded was never
+/// meant for this subscriber. So packets are expected from the first to the highest
+/// sequence number of each run, and loss is what is missing inside runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct StreamStat {
+    /// The current run: its first and highest sequence numbers.
     first: u32,
     max: u32,
+    /// Packets expected in the runs before the current one.
+    closed: u64,
     pub(super) received: u64,
     last_transit_us: Option<i64>,
     /// RFC 3550 §6.4.1 interarrival jitter, µs.
@@ -93,8 +101,22 @@ impl StreamStat {
         if self.received == 0 {
             0
         } else {
-            u64::from(self.max.wrapping_sub(self.first)) + 1
+            self.closed + u64::from(self.max.wrapping_sub(self.first)) + 1
         }
+    }
+
+    /// Counts packet `seq`; `new_run`: the server switched back to this stream from
+    /// another layer of the same publisher.
+    fn record(&mut self, seq: u32, new_run: bool) {
+        if self.received == 0 {
+            (self.first, self.max) = (seq, seq);
+        } else if new_run {
+            self.closed += u64::from(self.max.wrapping_sub(self.first)) + 1;
+            (self.first, self.max) = (seq, seq);
+        }
+        self.first = self.first.min(seq);
+        self.max = self.max.max(seq);
+        self.received += 1;
     }
 }
 
@@ -216,6 +238,8 @@ pub(super) struct Client {
     first_pkt: Option<Instant>,
     next_ping: Instant,
     streams: HashMap<u32, StreamStat>,
+    /// Per publisher, the simulcast layer (stream code) the last video packet came on.
+    layer_of: HashMap<u32, u8>,
     events: Vec<Event>,
     error: Option<String>,
     left: bool,
@@ -301,6 +325,7 @@ impl Client {
             first_pkt: None,
             next_ping: ws_open + PING_EVERY,
             streams: HashMap::new(),
+            layer_of: HashMap::new(),
             events: Vec::new(),
             error: None,
             left: false,
@@ -752,18 +777,14 @@ impl Client {
         shared.window_received.fetch_add(packets, Ordering::Relaxed);
         let transit = now_us as i64 - s.sent_us as i64;
         shared.record_latency(transit.max(0) as u64);
-        let st = self.streams.entry(s.stream).or_insert(StreamStat {
-            first: s.seq,
-            max: s.seq,
-            ..Default::default()
-        });
-        if s.seq < st.first {
-            st.first = s.seq;
-        }
-        if s.seq > st.max {
-            st.max = s.seq;
-        }
-        st.received += 1;
+        let code = (s.stream & 0xff) as u8;
+        let new_run = code >= stamp::stream_layer(0)
+            && self
+                .layer_of
+                .insert(s.stream >> 8, code)
+                .is_some_and(|last| last != code);
+        let st = self.streams.entry(s.stream).or_default();
+        st.record(s.seq, new_run);
         if let Some(prev) = st.last_transit_us {
             let dd = (transit - prev).abs() as f64;
             st.jitter_us += (dd - st.jitter_us) / 16.0;
@@ -1003,5 +1024,32 @@ impl Client {
             stalled: self.stalled,
             error: self.error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamStat;
+
+    #[test]
+    fn loss_is_counted_inside_runs_of_a_layer() {
+        let mut st = StreamStat::default();
+        // 10..=19 with 15 missing: one lost.
+        for seq in (10..20).filter(|s| *s != 15) {
+            st.record(seq, false);
+        }
+        assert_eq!((st.expected(), st.received), (10, 9));
+        // The server forwarded another layer for a while, then this one again from 40:
+        // 20..=39 were not meant for this subscriber.
+        for seq in 40..45 {
+            st.record(seq, seq == 40);
+        }
+        assert_eq!((st.expected(), st.received), (15, 14));
+        // Reordering inside a run still counts from the lowest sequence number.
+        let mut st = StreamStat::default();
+        for seq in [5, 3, 4, 6] {
+            st.record(seq, false);
+        }
+        assert_eq!((st.expected(), st.received), (4, 4));
     }
 }
