@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -286,15 +286,7 @@ fn call_with(cc: CongestionControl) -> Call {
         let (o, p) = api.apply().unwrap();
         (o, p, am, vm)
     };
-    let answer = w
-        .router
-        .handle_publisher_offer(a, &offer.to_sdp_string(), w.now)
-        .expect("router answers");
-    w.clients[0]
-        .rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
+    w.publisher_offers(a, 0, &offer, pending);
     // str0m reports incoming media once the connection is up.
     w.run(200, Duration::from_millis(10));
 
@@ -623,6 +615,26 @@ fn losses_to_a_subscriber_are_repaired() {
 impl World {
     /// The participant's latest subscriber offer since the last call, answered by client
     /// `client`; returns the offer's SDP.
+    /// Participant `who` (client `client`) offers its publisher connection; the router's
+    /// answer is applied.
+    fn publisher_offers(
+        &mut self,
+        who: ParticipantId,
+        client: usize,
+        offer: &SdpOffer,
+        pending: SdpPendingOffer,
+    ) {
+        let answer = self
+            .router
+            .handle_publisher_offer(who, &offer.to_sdp_string(), self.now)
+            .expect("router answers");
+        self.clients[client]
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+    }
+
     fn answer_offer(&mut self, who: ParticipantId, client: usize) -> String {
         self.run(1, Duration::from_millis(1));
         let sdp = self
@@ -799,15 +811,7 @@ impl SimulcastRoom {
             let (o, p) = api.apply().unwrap();
             (o, p, mid)
         };
-        let answer = w
-            .router
-            .handle_publisher_offer(a, &offer.to_sdp_string(), w.now)
-            .unwrap();
-        w.clients[0]
-            .rtc
-            .sdp_api()
-            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-            .unwrap();
+        w.publisher_offers(a, 0, &offer, pending);
         w.run(100, Duration::from_millis(10));
         let track = w
             .take_router_events()
