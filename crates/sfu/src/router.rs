@@ -1213,7 +1213,7 @@ impl Router {
                 match bwe.probe_at {
                     None => bwe.probe_at = Some(now + bwe.probe_backoff),
                     Some(at) if now >= at => {
-                        bwe.probe_backoff = if bwe.estimate > bwe.probed_from / 4 * 5 {
+                        bwe.probe_backoff = if bwe.estimate > bwe.probed_from / 5 * 6 {
                             HELD_BACK_PROBE_FIRST
                         } else {
                             (bwe.probe_backoff * 2).min(HELD_BACK_PROBE_MAX)
