@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs everything: installs the real peers, then fmt, clippy, unit + interop tests, fuzz smoke
-# runs and quick benchmarks. This is what CI runs (.ci/run) and what the README calls
-# "run everything".
+# Runs everything: installs the real peers (in the background, during fmt, clippy and the
+# first build), unit + interop tests, fuzz smoke runs and quick benchmarks. This is what CI
+# runs (.ci/run) and what the README calls "run everything".
 #
 # Skips, for fast local iteration (all steps run by default):
 #   SKIP_INSTALL=1   don't run tests/install-peers.sh
