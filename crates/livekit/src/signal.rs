@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use livekit_protocol as proto;
 use prost::Message;
 use proto::{SignalRequest, SignalResponse, signal_request, signal_response};
-use switchyard_sfu::PcRole;
+use switchyard_sfu::{PcRole, PublisherOffer, SubscriberAnswer};
 use tokio::sync::mpsc;
 
 use crate::hub::{Hub, Outbound, SignalPath};
@@ -288,6 +288,16 @@ async fn handle(
     ws: &mut WebSocket,
 ) -> Flow {
     use signal_request::Message as M;
+    // Client SDP is parsed before the hub lock is taken: str0m needs about 10 ms for a
+    // ten-person call's answer, and the media thread waits on this lock.
+    let offer = match &req {
+        M::Offer(sd) => Some(PublisherOffer::parse(&sd.sdp)),
+        _ => None,
+    };
+    let answer = match &req {
+        M::Answer(sd) => Some(SubscriberAnswer::parse(&sd.sdp)),
+        _ => None,
+    };
     let reply = {
         let mut h = hub.lock().expect("hub lock");
         let Some(router_id) = h.participant(room, identity).map(|p| p.router) else {
@@ -299,7 +309,9 @@ async fn handle(
                 h.bind_mids(room, identity, &mids, pending_cids);
                 pending_cids.retain(|cid, _| !mids.iter().any(|(c, _)| c == cid));
                 let now = std::time::Instant::now();
-                let r = h.router().handle_publisher_offer(router_id, &sd.sdp, now);
+                let r = offer
+                    .unwrap_or_else(|| PublisherOffer::parse(&sd.sdp))
+                    .and_then(|o| h.router().handle_publisher_offer(router_id, o, now));
                 h.flush();
                 match r {
                     Ok(sdp) => {
@@ -321,7 +333,9 @@ async fn handle(
             }
             M::Answer(sd) => {
                 let now = std::time::Instant::now();
-                let r = h.router().handle_subscriber_answer(router_id, &sd.sdp, now);
+                let r = answer
+                    .unwrap_or_else(|| SubscriberAnswer::parse(&sd.sdp))
+                    .and_then(|a| h.router().handle_subscriber_answer(router_id, a, now));
                 h.flush();
                 if let Err(e) = r {
                     tracing::debug!(room, identity, "subscriber answer refused: {e}");

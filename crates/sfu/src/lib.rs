@@ -9,7 +9,7 @@
 //! str0m decrypts it ([`Router::take_ingress_dropped`] counts them).
 //!
 //! The router knows nothing about LiveKit: it speaks in [`ParticipantId`]s, [`TrackId`]s,
-//! SDP strings and opaque data-channel payloads, and reports what happened as [`Event`]s.
+//! SDP (parsed outside the router: see [`PublisherOffer`]) and opaque data-channel payloads, and reports what happened as [`Event`]s.
 //! str0m does the RTP/RTCP work (SRTP, NACK and RTX, sequence numbers, SSRCs); the router
 //! picks which simulcast layer each subscriber gets and keeps the outgoing RTP timestamps
 //! continuous across layer switches (see [`forward`]).
@@ -22,6 +22,7 @@ mod ids;
 mod ingress;
 mod rate;
 mod router;
+mod sdp;
 
 pub use ids::{ParticipantId, PcRole, TrackId};
 pub use ingress::IngressLimit;
@@ -29,4 +30,5 @@ pub use router::{
     BandwidthSummary, CongestionControl, Event, Feedback, LayerChoice, LinkStats, PcMode, Router,
     RouterConfig, SfuError, Subscribe, TrackKind, TrackLabel,
 };
+pub use sdp::{PublisherOffer, SubscriberAnswer};
 pub use str0m::net::{Protocol, Transmit};

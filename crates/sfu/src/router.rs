@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::SdpPendingOffer;
+
+use crate::sdp::{PublisherOffer, SubscriberAnswer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
@@ -688,11 +690,11 @@ impl Router {
     pub fn handle_publisher_offer(
         &mut self,
         id: ParticipantId,
-        sdp: &str,
+        offer: PublisherOffer,
         now: Instant,
     ) -> Result<String, SfuError> {
         self.now = now;
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let PublisherOffer(offer) = offer;
         let config = &self.config;
         let p = self
             .participants
@@ -731,11 +733,11 @@ impl Router {
     pub fn handle_subscriber_answer(
         &mut self,
         id: ParticipantId,
-        sdp: &str,
+        answer: SubscriberAnswer,
         now: Instant,
     ) -> Result<(), SfuError> {
         self.now = now;
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let SubscriberAnswer(answer) = answer;
         let p = self
             .participants
             .get_mut(&id)

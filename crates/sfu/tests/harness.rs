@@ -12,11 +12,21 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
 use switchyard_sfu::{
-    CongestionControl, Event, IngressLimit, LayerChoice, ParticipantId, PcMode, PcRole, Router,
-    RouterConfig, SfuError, Subscribe, TrackKind, TrackLabel,
+    CongestionControl, Event, IngressLimit, LayerChoice, ParticipantId, PcMode, PcRole,
+    PublisherOffer, Router, RouterConfig, SfuError, Subscribe, SubscriberAnswer, TrackKind,
+    TrackLabel,
 };
 
 const SFU: &str = "10.0.0.1:7882";
+
+/// Client SDP goes to the router as text, as it arrives from signalling.
+fn parse_offer(sdp: &str) -> PublisherOffer {
+    PublisherOffer::parse(sdp).expect("the client's offer parses")
+}
+
+fn parse_answer(sdp: &str) -> SubscriberAnswer {
+    SubscriberAnswer::parse(sdp).expect("the client's answer parses")
+}
 
 struct Client {
     rtc: Rtc,
@@ -366,7 +376,7 @@ fn call_with(cc: CongestionControl) -> Call {
         .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
         .unwrap();
     w.router
-        .handle_subscriber_answer(b, &answer.to_sdp_string(), w.now)
+        .handle_subscriber_answer(b, parse_answer(&answer.to_sdp_string()), w.now)
         .unwrap();
 
     // Let ICE, DTLS and SCTP come up.
@@ -626,7 +636,7 @@ impl World {
     ) {
         let answer = self
             .router
-            .handle_publisher_offer(who, &offer.to_sdp_string(), self.now)
+            .handle_publisher_offer(who, parse_offer(&offer.to_sdp_string()), self.now)
             .expect("router answers");
         self.clients[client]
             .rtc
@@ -652,7 +662,7 @@ impl World {
             .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
             .unwrap();
         self.router
-            .handle_subscriber_answer(who, &answer.to_sdp_string(), self.now)
+            .handle_subscriber_answer(who, parse_answer(&answer.to_sdp_string()), self.now)
             .unwrap();
         self.run(20, Duration::from_millis(10));
         sdp
@@ -740,7 +750,7 @@ fn checks_that_beat_the_answer_are_kept() {
     // The client checks for 20 ms before its answer reaches the router.
     w.run(4, Duration::from_millis(5));
     w.router
-        .handle_subscriber_answer(d, &answer.to_sdp_string(), w.now)
+        .handle_subscriber_answer(d, parse_answer(&answer.to_sdp_string()), w.now)
         .unwrap();
     let start = w.now;
     let mut up = None;
