@@ -555,6 +555,11 @@ pub struct Router {
     last_tick: Instant,
     next_tick: Instant,
     ingress: Ingress,
+    /// Scratch lists reused by every call, so timers and forwarding do not allocate:
+    /// connections with a due timer, frames a publisher delivered, a frame's subscribers.
+    due: Vec<(ParticipantId, PcRole)>,
+    media: Vec<MediaData>,
+    fan_out: Vec<ParticipantId>,
 }
 
 impl Router {
@@ -573,6 +578,9 @@ impl Router {
             feedback: Feedback::default(),
             last_tick: now,
             next_tick: now + ALLOCATION_TICK,
+            due: Vec::new(),
+            media: Vec::new(),
+            fan_out: Vec::new(),
         }
     }
 
@@ -1045,27 +1053,20 @@ impl Router {
     /// Drives every connection's timers up to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        let due: Vec<(ParticipantId, PcRole)> = self
-            .participants
-            .iter()
-            .flat_map(|(id, p)| {
-                let mut v = Vec::with_capacity(2);
-                if p.subscriber
-                    .as_ref()
-                    .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
-                {
-                    v.push((*id, PcRole::Subscriber));
-                }
-                if p.publisher
-                    .as_ref()
-                    .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
-                {
-                    v.push((*id, PcRole::Publisher));
-                }
-                v
-            })
-            .collect();
-        for (id, role) in due {
+        let mut due = std::mem::take(&mut self.due);
+        let is_due = |pc: &Option<Pc>| {
+            pc.as_ref()
+                .is_some_and(|pc| pc.timeout.is_some_and(|t| t <= now))
+        };
+        for (id, p) in &self.participants {
+            if is_due(&p.subscriber) {
+                due.push((*id, PcRole::Subscriber));
+            }
+            if is_due(&p.publisher) {
+                due.push((*id, PcRole::Publisher));
+            }
+        }
+        for &(id, role) in &due {
             if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(role))
                 && let Err(e) = pc.rtc.handle_input(Input::Timeout(now))
             {
@@ -1073,6 +1074,8 @@ impl Router {
             }
             self.drain(id, role);
         }
+        due.clear();
+        self.due = due;
         if now >= self.next_tick {
             self.reallocate(now);
         }
@@ -1360,7 +1363,7 @@ impl Router {
     /// than the loop turns, which is latency, not bandwidth, and every packet costs a turn.
     fn drain(&mut self, id: ParticipantId, role: PcRole) {
         let mut due_rounds = 0;
-        let mut media = Vec::new();
+        let mut media = std::mem::take(&mut self.media);
         let mut keyframe_requests = Vec::new();
         let mut new_slots = Vec::new();
         let mut stopped_mids = Vec::new();
@@ -1579,9 +1582,10 @@ impl Router {
             }
             self.drop_tracks(&stopped);
         }
-        for d in media {
+        for d in media.drain(..) {
             self.forward(id, d);
         }
+        self.media = media;
         for mid in keyframe_requests {
             self.subscriber_wants_keyframe(id, mid);
         }
@@ -1763,17 +1767,18 @@ impl Router {
         t.rates[layer.unwrap_or(0)].add(d.data.len());
         let is_video = t.kind == TrackKind::Video;
         let keyframe = d.is_keyframe();
-        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
+        let mut subs = std::mem::take(&mut self.fan_out);
+        let Some(room) = self.participants.get(&from).map(|p| &p.room) else {
             return;
         };
-        let subs: Vec<ParticipantId> = self
-            .participants
-            .iter()
-            .filter(|(id, p)| **id != from && p.room == room)
-            .map(|(id, _)| *id)
-            .collect();
+        subs.extend(
+            self.participants
+                .iter()
+                .filter(|(id, p)| **id != from && p.room == *room)
+                .map(|(id, _)| *id),
+        );
         let mut want_keyframe = Vec::new();
-        for s in subs {
+        for &s in &subs {
             let best = {
                 let t = &self.tracks[&tid];
                 let p = &self.participants[&s];
@@ -1834,6 +1839,8 @@ impl Router {
                 }
             }
         }
+        subs.clear();
+        self.fan_out = subs;
         for l in want_keyframe {
             self.request_keyframe(tid, l);
         }
