@@ -1078,7 +1078,7 @@ fn forwarding_allocates_no_more_than_str0m_needs() {
     } = call();
     let vpt = pt_for(&mut w.clients[0].rtc, video_mid, Codec::Vp8);
     let b_addr = w.clients[1].addr;
-    let mut frame = |w: &mut World, i: u64| {
+    let frame = |w: &mut World, i: u64| {
         let now = w.now;
         // One packet a frame: an allocation added per frame is one per packet.
         let wr = w.clients[0].rtc.writer(video_mid).unwrap();
