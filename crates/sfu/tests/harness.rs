@@ -246,6 +246,20 @@ impl World {
         }
     }
 
+    /// The publisher (client 0) writes VP8 frame `i` of `len` bytes at 30 fps, now; the
+    /// first frame is a keyframe.
+    fn write_vp8(&mut self, mid: Mid, pt: str0m::media::Pt, i: u64, len: usize) {
+        let now = self.now;
+        let wr = self.clients[0].rtc.writer(mid).unwrap();
+        wr.write(
+            pt,
+            now,
+            MediaTime::from_90khz(3000 * i),
+            vp8_sized(i == 0, i as u8, len),
+        )
+        .unwrap();
+    }
+
     fn take_router_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.router_events)
     }
@@ -564,14 +578,7 @@ fn a_burst_reaches_the_subscriber_without_waiting_for_timer_turns() {
     };
     let got_before = before(&w);
     for i in 0..8u64 {
-        let wr = w.clients[0].rtc.writer(video_mid).unwrap();
-        wr.write(
-            vpt,
-            now,
-            MediaTime::from_90khz(3000 * i),
-            vp8_sized(i == 0, i as u8, 900),
-        )
-        .unwrap();
+        w.write_vp8(video_mid, vpt, i, 900);
         // The publisher packetizes on its timeout (no pacer on the client side).
         w.clients[0].rtc.handle_input(Input::Timeout(now)).unwrap();
     }
@@ -1079,16 +1086,8 @@ fn forwarding_allocates_no_more_than_str0m_needs() {
     let vpt = pt_for(&mut w.clients[0].rtc, video_mid, Codec::Vp8);
     let b_addr = w.clients[1].addr;
     let frame = |w: &mut World, i: u64| {
-        let now = w.now;
         // One packet a frame: an allocation added per frame is one per packet.
-        let wr = w.clients[0].rtc.writer(video_mid).unwrap();
-        wr.write(
-            vpt,
-            now,
-            MediaTime::from_90khz(3000 * i),
-            vp8_sized(i == 0, i as u8, 900),
-        )
-        .unwrap();
+        w.write_vp8(video_mid, vpt, i, 900);
         w.run(33, Duration::from_millis(1));
     };
     // Warm up: connection set-up, first keyframe, buffers and maps at their working size.
