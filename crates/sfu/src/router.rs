@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::SdpPendingOffer;
-
-use crate::sdp::{PublisherOffer, SubscriberAnswer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
@@ -18,6 +16,7 @@ use crate::forward::{Forwarder, Target, Verdict};
 use crate::ids::{ParticipantId, PcRole, TrackId};
 use crate::ingress::{Ingress, IngressLimit};
 use crate::rate::RateMeter;
+use crate::sdp::{PublisherOffer, SubscriberAnswer};
 
 /// Labels of the data channels the subscriber connection carries; the publisher side uses
 /// whatever the client opened.
