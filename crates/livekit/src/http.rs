@@ -81,6 +81,7 @@ pub async fn serve(
                 .collect()
         })
         .unwrap_or_default();
+    switchyard_sfu::warm_up(Instant::now());
     let router = Router::new(
         RouterConfig {
             candidates,

@@ -32,3 +32,11 @@ pub use router::{
 };
 pub use sdp::{PublisherOffer, SubscriberAnswer};
 pub use str0m::net::{Protocol, Transmit};
+
+/// Pays str0m's one-time set-up now: the first peer connection a process builds
+/// initialises the crypto provider, about 30 ms. A server calls this before it accepts
+/// anyone, so the first join (made while the media thread waits on the room state) does
+/// not pay it.
+pub fn warm_up(now: std::time::Instant) {
+    drop(str0m::Rtc::builder().build(now));
+}
