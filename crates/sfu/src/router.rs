@@ -1766,10 +1766,10 @@ impl Router {
         t.rates[layer.unwrap_or(0)].add(d.data.len());
         let is_video = t.kind == TrackKind::Video;
         let keyframe = d.is_keyframe();
-        let mut subs = std::mem::take(&mut self.fan_out);
         let Some(room) = self.participants.get(&from).map(|p| &p.room) else {
             return;
         };
+        let mut subs = std::mem::take(&mut self.fan_out);
         subs.extend(
             self.participants
                 .iter()

@@ -101,8 +101,13 @@ impl StreamStat {
         if self.received == 0 {
             0
         } else {
-            self.closed + u64::from(self.max.wrapping_sub(self.first)) + 1
+            self.closed + self.current_run()
         }
+    }
+
+    /// Packets expected in the current run.
+    fn current_run(&self) -> u64 {
+        u64::from(self.max.wrapping_sub(self.first)) + 1
     }
 
     /// Counts packet `seq`; `new_run`: the server switched back to this stream from
@@ -111,7 +116,7 @@ impl StreamStat {
         if self.received == 0 {
             (self.first, self.max) = (seq, seq);
         } else if new_run {
-            self.closed += u64::from(self.max.wrapping_sub(self.first)) + 1;
+            self.closed += self.current_run();
             (self.first, self.max) = (seq, seq);
         }
         self.first = self.first.min(seq);
