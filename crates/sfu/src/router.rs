@@ -43,6 +43,13 @@ const INITIAL_ESTIMATE: u64 = 1_500_000;
 /// str0m probes the link towards what the subscriber wants, plus this headroom, so a
 /// step up to a better layer is known to fit before it is taken.
 const PROBE_HEADROOM: f64 = 1.15;
+/// str0m sends its start-up probes (3 and 6 times the estimate) once, early, and caps
+/// them at twice the desired bitrate. What a subscriber wants is not known that early:
+/// layer bitrates are measured from what arrives, the lowest layer first. A probe capped
+/// at the lowest layer's rate measures only that and drags the estimate down to it. So
+/// for this long after str0m can first probe, the desired bitrate is at least
+/// [`INITIAL_ESTIMATE`].
+const STARTUP_PROBING: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
@@ -216,6 +223,8 @@ struct PcBwe {
     estimate: u64,
     /// The bitrate str0m was last told to probe towards.
     desired: u64,
+    /// When str0m first said it can probe this connection.
+    probing_since: Option<Instant>,
     /// The loss-based limit (see [`PcBwe::on_loss_round`]), when loss imposed one.
     loss_cap: Option<u64>,
     /// Bytes sent at the last statistics round, and when.
@@ -268,6 +277,7 @@ impl PcBwe {
         PcBwe {
             estimate: INITIAL_ESTIMATE,
             desired: 0,
+            probing_since: None,
             loss_cap: None,
             tx: None,
             tx_rate: 0,
@@ -1233,7 +1243,13 @@ impl Router {
                 bwe.probe_at = None;
                 bwe.probe_backoff = HELD_BACK_PROBE_FIRST;
             }
-            let desired = (allocate::wanted(audio, &demands) as f64 * PROBE_HEADROOM) as u64;
+            let mut desired = (allocate::wanted(audio, &demands) as f64 * PROBE_HEADROOM) as u64;
+            let starting = bwe
+                .probing_since
+                .is_none_or(|t| now.saturating_duration_since(t) < STARTUP_PROBING);
+            if starting {
+                desired = desired.max(INITIAL_ESTIMATE);
+            }
             drop(demands);
             for ((i, ..), grant) in video.iter().zip(&grants) {
                 let ot = &mut p.out[*i];
@@ -1262,7 +1278,11 @@ impl Router {
                     pc.rtc.bwe().reset(Bitrate::bps(fresh));
                 }
                 if probe {
-                    pc.rtc.bwe().set_desired_bitrate(Bitrate::bps(desired));
+                    // No minimum: padding beyond str0m's own keep-alive target would spend
+                    // the subscriber's bandwidth on nothing; probing finds the headroom.
+                    pc.rtc
+                        .bwe()
+                        .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
                 }
                 pc.bwe = Some(bwe);
             }
@@ -1487,10 +1507,19 @@ impl Router {
                         keyframe_requests.push(k.mid)
                     }
                     RtcEvent::EgressBitrateEstimate(kind) => {
+                        if let (
+                            BweKind::Twcc {
+                                can_probe: true, ..
+                            },
+                            Some(bwe),
+                        ) = (&kind, pc.bwe.as_mut())
+                        {
+                            bwe.probing_since.get_or_insert(self.now);
+                        }
                         let bps = match kind {
-                            BweKind::Twcc(b) => Some(b.as_u64()),
+                            BweKind::Twcc { estimate, .. } => Some(estimate.as_u64()),
                             // REMB comes only from clients that do not do TWCC.
-                            BweKind::Remb(_, b) => Some(b.as_u64()),
+                            BweKind::Remb { estimate, .. } => Some(estimate.as_u64()),
                             _ => None,
                         };
                         if let (Some(bwe), Some(bps)) = (pc.bwe.as_mut(), bps) {

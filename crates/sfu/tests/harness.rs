@@ -335,8 +335,10 @@ fn call_with(cc: CongestionControl) -> Call {
         (o, p, am, vm)
     };
     w.publisher_offers(a, 0, &offer, pending);
-    // str0m reports incoming media once the connection is up.
-    w.run(200, Duration::from_millis(10));
+    // str0m reports incoming media once the connection is up. 1 ms steps: str0m's start-up
+    // probes measure the rate the router's pacer achieved, and coarser steps would bunch
+    // its packets into a rate that a real loop does not have.
+    w.run(2000, Duration::from_millis(1));
 
     // The router reports the connection and both tracks; name them so they get forwarded.
     let events = w.take_router_events();
@@ -417,8 +419,8 @@ fn call_with(cc: CongestionControl) -> Call {
         .handle_subscriber_answer(b, parse_answer(&answer.to_sdp_string()), w.now)
         .unwrap();
 
-    // Let ICE, DTLS and SCTP come up.
-    w.run(200, Duration::from_millis(10));
+    // Let ICE, DTLS and SCTP come up (and str0m's start-up probes run: 1 ms steps, as above).
+    w.run(2000, Duration::from_millis(1));
     let connected: Vec<_> = w
         .take_router_events()
         .into_iter()
@@ -695,7 +697,7 @@ impl World {
         self.router
             .handle_subscriber_answer(who, parse_answer(&answer.to_sdp_string()), self.now)
             .unwrap();
-        self.run(20, Duration::from_millis(10));
+        self.run(200, Duration::from_millis(1));
         sdp
     }
 }
@@ -778,7 +780,13 @@ fn checks_that_beat_the_answer_are_kept() {
         .sdp_api()
         .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
         .unwrap();
-    // The client checks for 20 ms before its answer reaches the router.
+    // The client checks for 20 ms before its answer reaches the router. A browser starts
+    // checking as soon as it has applied the offer; a str0m client waits for its next
+    // timeout, so it is handed one now.
+    w.clients[0]
+        .rtc
+        .handle_input(Input::Timeout(w.now))
+        .unwrap();
     w.run(4, Duration::from_millis(5));
     w.router
         .handle_subscriber_answer(d, parse_answer(&answer.to_sdp_string()), w.now)
