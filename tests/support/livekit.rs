@@ -86,6 +86,11 @@ impl LivekitServer {
         self.child.log()
     }
 
+    /// The log without terminal colours, for matching `key=value` fields.
+    pub fn plain_log(&self) -> String {
+        strip_ansi(&self.log())
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         self.child.log_tail(lines)
     }

@@ -83,8 +83,21 @@ fn call_with_server(
     env: &[(&str, &str)],
     server_flags: &[&str],
 ) -> (Value, LivekitServer) {
-    let Peers { node, browser } = p;
     let server = LivekitServer::start(server_flags).unwrap_or_else(|s| panic!("server: {}", s.0));
+    let v = call_on(p, &server, single_pc, package, room, env);
+    (v, server)
+}
+
+/// Runs `livekit_call.mjs` against a running server; returns its verdict.
+fn call_on(
+    p: Peers,
+    server: &LivekitServer,
+    single_pc: &str,
+    package: &str,
+    room: &str,
+    env: &[(&str, &str)],
+) -> Value {
+    let Peers { node, browser } = p;
     let mut cmd = Command::new(node);
     cmd.arg(package_dir().join("js/livekit_call.mjs"))
         .args([
@@ -119,7 +132,7 @@ fn call_with_server(
     let v: Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {context}"));
     assert_eq!(v["ok"], Value::Bool(true), "call failed: {context}");
-    (v, server)
+    v
 }
 
 fn assert_media(v: &Value) {
@@ -293,13 +306,32 @@ fn js_sdk_2_23_signal_resume_on_both_paths() {
 #[test]
 fn js_sdk_2_23_ice_tcp_only() {
     let p = need!(peers("livekit-client"));
-    let (v, _server) = call_with_server(
-        p,
-        "default",
-        "livekit-client",
-        "tcp-only",
-        &[],
-        &["--ice-tcp-only"],
+    // Two media threads, and a room created first so that the call's room lands on the
+    // second: the first thread, which owns every TCP connection, hands the call's frames
+    // to the other thread's hub and sends what that hub answers.
+    let server = LivekitServer::start(&["--ice-tcp-only", "--media-threads", "2"])
+        .unwrap_or_else(|s| panic!("server: {}", s.0));
+    let admin = switchyard_tests::livekit::token(
+        API_KEY,
+        API_SECRET,
+        "admin",
+        serde_json::json!({"roomCreate": true}),
+        60,
+    );
+    let (status, body) = switchyard_tests::livekit::twirp(
+        &server,
+        "CreateRoom",
+        &admin,
+        serde_json::json!({"name": "placeholder"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v = call_on(p, &server, "default", "livekit-client", "tcp-only", &[]);
+    let log = server.plain_log();
+    assert!(
+        log.lines().any(|l| l.contains("room placed")
+            && l.contains("tcp-only")
+            && l.contains("media_thread=1")),
+        "the call's room is not on the second media thread:\n{log}"
     );
     assert_media(&v);
     for who in ["alice", "bob"] {

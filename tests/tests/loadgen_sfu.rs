@@ -436,3 +436,85 @@ fn stalled_subscribers_harm_no_one() {
     assert_eq!(ingress_dropped(metrics), 0.0, "{context}");
     server.assert_alive();
 }
+
+/// `--media-threads 3`: three calls at once land on three media threads (each its own hub
+/// and socket on the one UDP port), and every call's media arrives whole. The kernel spreads
+/// clients over the threads' sockets by address, so most datagrams reach a thread whose
+/// hub does not hold their room and are handed over by the ICE ufrag's tag.
+#[test]
+fn calls_spread_over_media_threads() {
+    let p = switchyard_tests::ports::allocate();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], p.relay_min));
+    let server = need!(LivekitServer::start(&[
+        "--media-threads",
+        "3",
+        "--config-body",
+        &format!("prometheus:\n  port: {}\n", p.relay_min),
+    ]));
+    let rooms = ["spread-a", "spread-b", "spread-c"];
+    let (runs, during) = std::thread::scope(|s| {
+        let calls: Vec<_> = rooms
+            .iter()
+            .map(|room| {
+                let server = &server;
+                s.spawn(move || {
+                    loadgen(
+                        server,
+                        room,
+                        &[
+                            "--api-secret",
+                            API_SECRET,
+                            "--publishers",
+                            "1",
+                            "--subscribers",
+                            "2",
+                            "--video-kbps",
+                            "300",
+                            "--duration",
+                            "4",
+                            "--room",
+                            room,
+                            "--kv",
+                        ],
+                    )
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2500));
+        let during = switchyard_tests::metrics::scrape(metrics);
+        let runs: Vec<Finished> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+        (runs, during)
+    });
+    let log = server.plain_log();
+    for (room, done) in rooms.iter().zip(&runs) {
+        let context = format!(
+            "{room}: exit {:?}\n---- loadgen ----\n{}\n---- server ----\n{}",
+            done.status,
+            tail(&done.output, 20),
+            server.log_tail(40)
+        );
+        assert!(done.success(), "loadgen failed: {context}");
+        let kv = kv(&done.output);
+        assert_eq!(num(&kv, "connected"), 3.0, "{context}");
+        // 50 audio + 60 video packets/s to each of two subscribers.
+        assert!(num(&kv, "fwd_pps") > 150.0, "{context}");
+        assert!(num(&kv, "loss_pct") < 2.0, "{context}");
+    }
+    let threads: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("room placed") && l.contains("spread-"))
+        .filter_map(|l| l.split("media_thread=").nth(1))
+        .filter_map(|t| t.split_whitespace().next())
+        .collect();
+    assert_eq!(threads.len(), 3, "rooms not spread: {log}");
+    assert_eq!(
+        switchyard_tests::metrics::sample(&during, "livekit_room_total"),
+        Some(3.0),
+        "{during}"
+    );
+    assert_eq!(
+        switchyard_tests::metrics::sample(&during, "livekit_participant_total"),
+        Some(9.0),
+        "{during}"
+    );
+}

@@ -505,3 +505,29 @@ fn turn_blocks_are_read_and_checked() {
         "{clash}"
     );
 }
+
+/// `--media-threads` / `SWITCHYARD_MEDIA_THREADS` (switchyard only): one per core unless set,
+/// the flag over the variable, and a count the ufrag tags cannot tell apart is refused.
+#[test]
+fn media_threads_flag_and_environment() {
+    assert_eq!(run(&["--dev"], &[]).unwrap().media_threads, None);
+    let c = run(&["--dev", "--media-threads", "3"], &[]).unwrap();
+    assert_eq!(c.media_threads, Some(3));
+    let c = run(&["--dev"], &[("SWITCHYARD_MEDIA_THREADS", "2")]).unwrap();
+    assert_eq!(c.media_threads, Some(2));
+    let c = run(
+        &["--dev", "--media-threads=4"],
+        &[("SWITCHYARD_MEDIA_THREADS", "2")],
+    )
+    .unwrap();
+    assert_eq!(c.media_threads, Some(4));
+    for bad in ["0", "63", "many"] {
+        let e = run(&["--dev", "--media-threads", bad], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--media-threads") && e.contains("not a thread count from 1 to 62"),
+            "{e}"
+        );
+    }
+}

@@ -17,13 +17,15 @@ use switchyard_sfu::{Router, RouterConfig};
 
 use crate::hub::{Hub, JoinError, SignalPath};
 use crate::settings::Settings;
+use crate::shards::Shards;
 use crate::signal::{self, Start};
 use crate::token::{self, Claims};
 use crate::twirp;
+use crate::webhook::Webhooks;
 
 #[derive(Clone)]
 pub(crate) struct App {
-    pub(crate) hub: Arc<Mutex<Hub>>,
+    pub(crate) shards: Arc<Shards>,
     pub(crate) settings: Arc<Settings>,
 }
 
@@ -47,18 +49,30 @@ pub async fn serve(
         .first()
         .copied()
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    // Every peer connection shares this socket: large buffers absorb a room's bursts
+    let threads = settings
+        .media_threads
+        .clamp(1, switchyard_sfu::ShardId::MAX);
+    // Every media thread has its own socket on the one UDP port (`SO_REUSEPORT`; the
+    // kernel spreads clients over them by address); large buffers absorb a room's bursts
     // (livekit-server warns below 5 MB).
-    let udp = Arc::new(switchyard_netio::bind_udp(
-        SocketAddr::new(bind_ip, settings.udp_port),
-        switchyard_netio::UdpOptions {
-            reuse_port: false,
-            buffer_size: 8 << 20,
-            gro: false,
-        },
-    )?);
-    let udp_addr = udp.local_addr()?;
-    let tcp = if settings.tcp_port == 0 {
+    let mut udp = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let port = udp
+            .first()
+            .map_or(Ok(settings.udp_port), |s: &Arc<std::net::UdpSocket>| {
+                s.local_addr().map(|a| a.port())
+            })?;
+        udp.push(Arc::new(switchyard_netio::bind_udp(
+            SocketAddr::new(bind_ip, port),
+            switchyard_netio::UdpOptions {
+                reuse_port: threads > 1,
+                buffer_size: 8 << 20,
+                gro: false,
+            },
+        )?));
+    }
+    let udp_addr = udp[0].local_addr()?;
+    let mut tcp = if settings.tcp_port == 0 {
         None
     } else {
         Some(std::net::TcpListener::bind(SocketAddr::new(
@@ -68,12 +82,12 @@ pub async fn serve(
     };
     let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
     let advertised = settings.advertised_ips();
-    let candidates = advertised
+    let candidates: Vec<SocketAddr> = advertised
         .iter()
         .filter(|_| settings.udp_candidates)
         .map(|ip| SocketAddr::new(*ip, udp_addr.port()))
         .collect();
-    let tcp_candidates = tcp_addr
+    let tcp_candidates: Vec<SocketAddr> = tcp_addr
         .map(|a| {
             advertised
                 .iter()
@@ -82,50 +96,79 @@ pub async fn serve(
         })
         .unwrap_or_default();
     switchyard_sfu::warm_up(Instant::now());
-    let router = Router::new(
-        RouterConfig {
-            candidates,
-            tcp_candidates,
-            ingress_limit: settings.ingress_limit,
-            congestion_control: settings.congestion_control,
-        },
-        Instant::now(),
-    );
-    let hub = Arc::new(Mutex::new(Hub::new(settings.clone(), udp.clone(), router)));
+    let webhooks = settings.webhook.clone().map(Webhooks::start);
+    let counters = Arc::<switchyard_telemetry::livekit::SfuCounters>::default();
+    let mut hubs = Vec::with_capacity(threads);
+    let mut polls = Vec::with_capacity(threads);
+    let mut wakers = Vec::with_capacity(threads);
+    for (i, socket) in udp.iter().enumerate() {
+        let router = Router::new(
+            RouterConfig {
+                candidates: candidates.clone(),
+                tcp_candidates: tcp_candidates.clone(),
+                ingress_limit: settings.ingress_limit,
+                congestion_control: settings.congestion_control,
+                shard: switchyard_sfu::ShardId::new(i).expect("thread count clamped"),
+            },
+            Instant::now(),
+        );
+        hubs.push(Arc::new(Mutex::new(Hub::new(
+            settings.clone(),
+            socket.clone(),
+            router,
+            webhooks.clone(),
+            counters.clone(),
+        ))));
+        let poll = mio::Poll::new()?;
+        wakers.push(mio::Waker::new(poll.registry(), crate::media::WAKE)?);
+        polls.push(poll);
+    }
+    let shards = Arc::new(Shards::new(hubs, wakers));
     if let Some(port) = settings.prometheus_port {
-        metrics(SocketAddr::new(bind_ip, port), hub.clone())?;
+        metrics(SocketAddr::new(bind_ip, port), shards.clone(), counters)?;
     }
-    {
-        let hub = hub.clone();
-        let sockets = crate::media::Sockets { udp, tcp };
+    for (i, (socket, poll)) in udp.into_iter().zip(polls).enumerate() {
+        let shards = shards.clone();
+        // ICE-TCP connections are few: the first media thread serves them all.
+        let sockets = crate::media::Sockets {
+            udp: socket,
+            tcp: if i == 0 { tcp.take() } else { None },
+        };
+        let advertised = advertised.clone();
         std::thread::Builder::new()
-            .name("sfu-media".into())
-            .spawn(move || crate::media::run(hub, sockets, advertised))?;
+            .name(format!("sfu-media-{i}"))
+            .spawn(move || crate::media::run(i, shards, poll, sockets, advertised))?;
+    }
+    if threads > 1 {
+        tracing::info!(threads, "media threads, each forwarding whole rooms");
     }
     {
-        let hub = hub.clone();
+        let shards = shards.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(300));
             loop {
                 tick.tick().await;
-                hub.lock().expect("hub lock").speakers_tick(Instant::now());
+                for hub in shards.hubs() {
+                    hub.lock().expect("hub lock").speakers_tick(Instant::now());
+                }
             }
         });
     }
     {
-        let hub = hub.clone();
+        let shards = shards.clone();
         tokio::spawn(async move {
             // str0m reports stream statistics every 2 s; grade at the same pace.
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
-                let mut h = hub.lock().expect("hub lock");
-                h.quality_tick();
+                for hub in shards.hubs() {
+                    hub.lock().expect("hub lock").quality_tick();
+                }
             }
         });
     }
     {
-        let hub = hub.clone();
+        let shards = shards.clone();
         tokio::spawn(async move {
             // Housekeeping at one-second resolution: empty rooms close, connected
             // participants get their periodic refreshed token.
@@ -133,14 +176,17 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 let now = Instant::now();
-                let mut h = hub.lock().expect("hub lock");
-                h.reap_rooms(now);
-                h.refresh_tokens(now);
+                for hub in shards.hubs() {
+                    let mut h = hub.lock().expect("hub lock");
+                    h.reap_rooms(now);
+                    h.refresh_tokens(now);
+                }
+                shards.forget_closed(now);
             }
         });
     }
     let app = App {
-        hub,
+        shards,
         settings: settings.clone(),
     };
     let routes = Routes::new()
@@ -185,7 +231,8 @@ fn check(
     };
     let claims = token::verify(t, &app.settings.keys)
         .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
-    app.hub
+    app.shards
+        .for_room(&claims.video.room)
         .lock()
         .expect("hub lock")
         .validate_join(&claims)
@@ -264,14 +311,17 @@ async fn rtc(
 
 /// `prometheus.port`: livekit-server's metrics on `/metrics`, plus `/`, `/healthz` and
 /// `/readyz`, served from a thread of their own.
-fn metrics(addr: SocketAddr, hub: Arc<Mutex<Hub>>) -> std::io::Result<()> {
+fn metrics(
+    addr: SocketAddr,
+    shards: Arc<Shards>,
+    counters: Arc<switchyard_telemetry::livekit::SfuCounters>,
+) -> std::io::Result<()> {
     use switchyard_telemetry::http::{Endpoint, Health};
     use switchyard_telemetry::livekit::LiveKitCollector;
     let listener = std::net::TcpListener::bind(addr)?;
-    let counters = hub.lock().expect("hub lock").counters.clone();
     let mut registry = switchyard_telemetry::Registry::default();
     registry.register_collector(Box::new(LiveKitCollector::new(counters, move || {
-        hub.lock().expect("hub lock").gauges()
+        shards.gauges()
     })));
     let health = Arc::new(Health::default());
     health.set_ready(true);
@@ -336,7 +386,7 @@ fn upgrade(
         identity = claims.identity(),
         "signalling session"
     );
-    let hub = app.hub.clone();
+    let hub = app.shards.for_room(&claims.video.room).clone();
     ws.max_message_size(signal::MAX_SIGNAL_BYTES)
         .on_upgrade(move |socket| signal::run(socket, hub, claims, start, mode))
 }

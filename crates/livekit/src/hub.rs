@@ -156,9 +156,16 @@ pub(crate) enum JoinError {
 }
 
 impl Hub {
-    pub(crate) fn new(settings: Arc<Settings>, socket: Arc<UdpSocket>, router: Router) -> Self {
+    /// `webhooks` and `counters` are shared by every hub of the process.
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        socket: Arc<UdpSocket>,
+        router: Router,
+        webhooks: Option<Webhooks>,
+        counters: Arc<switchyard_telemetry::livekit::SfuCounters>,
+    ) -> Self {
         Hub {
-            webhooks: settings.webhook.clone().map(Webhooks::start),
+            webhooks,
             settings,
             router,
             socket,
@@ -166,7 +173,7 @@ impl Hub {
             by_router: HashMap::new(),
             next_session: 1,
             tcp_out: Vec::new(),
-            counters: Arc::default(),
+            counters,
         }
     }
 

@@ -1,6 +1,6 @@
 //! A LiveKit-compatible SFU front end: the signalling WebSocket (`/rtc`), access tokens,
 //! the Twirp `RoomService` and the health check, all on one HTTP port, over the sans-IO
-//! [`switchyard_sfu::Router`] driven by one UDP socket.
+//! [`switchyard_sfu::Router`]s, one per media thread, behind one UDP port.
 //!
 //! Real LiveKit SDKs connect to it unchanged. What is implemented and what is not is listed
 //! in `README` terms in [`hub`]'s docs.
@@ -12,6 +12,7 @@ mod hub;
 pub mod ice_servers;
 mod media;
 pub mod settings;
+mod shards;
 pub mod signal;
 pub mod token;
 mod twirp;

@@ -42,6 +42,9 @@ pub struct Settings {
     pub ingress_limit: Option<switchyard_sfu::IngressLimit>,
     /// `rtc.congestion_control`.
     pub congestion_control: switchyard_sfu::CongestionControl,
+    /// Media threads, each with its own rooms and its own socket on the UDP port (at most
+    /// [`switchyard_sfu::ShardId::MAX`]).
+    pub media_threads: usize,
 }
 
 impl Default for Settings {
@@ -63,6 +66,7 @@ impl Default for Settings {
             prometheus_port: None,
             ingress_limit: Some(switchyard_sfu::IngressLimit::default()),
             congestion_control: switchyard_sfu::CongestionControl::default(),
+            media_threads: 1,
         }
     }
 }

@@ -151,7 +151,8 @@ fn dispatch(
     let claims = token::verify(token, &app.settings.keys)
         .map_err(|e| TwirpError::unauthenticated(e.to_string()))?;
     let call = Call { format, body };
-    let mut hub = app.hub.lock().expect("hub lock");
+    // A room's state lives in one hub; the lock is taken once the request names the room.
+    let lock = |room: &str| app.shards.for_room(room).lock().expect("hub lock");
     match method {
         "CreateRoom" => {
             let req: proto::CreateRoomRequest = call.decode()?;
@@ -165,6 +166,7 @@ fn dispatch(
                     "room name required",
                 ));
             }
+            let mut hub = lock(&req.name);
             let room = hub.create_room(&req.name);
             if req.empty_timeout > 0 {
                 room.info.empty_timeout = req.empty_timeout;
@@ -186,12 +188,16 @@ fn dispatch(
             if !claims.video.room_list {
                 return Err(TwirpError::denied());
             }
-            let mut rooms: Vec<proto::Room> = hub
-                .rooms
-                .values()
-                .filter(|r| req.names.is_empty() || req.names.contains(&r.info.name))
-                .map(|r| hub.room_info(r))
-                .collect();
+            let mut rooms: Vec<proto::Room> = Vec::new();
+            for hub in app.shards.hubs() {
+                let hub = hub.lock().expect("hub lock");
+                rooms.extend(
+                    hub.rooms
+                        .values()
+                        .filter(|r| req.names.is_empty() || req.names.contains(&r.info.name))
+                        .map(|r| hub.room_info(r)),
+                );
+            }
             rooms.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(call.encode(&proto::ListRoomsResponse { rooms }))
         }
@@ -200,6 +206,7 @@ fn dispatch(
             if !claims.video.room_create {
                 return Err(TwirpError::denied());
             }
+            let mut hub = lock(&req.room);
             let identities: Vec<String> = hub
                 .rooms
                 .get(&req.room)
@@ -214,6 +221,7 @@ fn dispatch(
         "ListParticipants" => {
             let req: proto::ListParticipantsRequest = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let hub = lock(&req.room);
             let participants = hub
                 .rooms
                 .get(&req.room)
@@ -224,6 +232,7 @@ fn dispatch(
         "GetParticipant" => {
             let req: proto::RoomParticipantIdentity = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let mut hub = lock(&req.room);
             let info = hub
                 .participant(&req.room, &req.identity)
                 .map(|p| p.info.clone())
@@ -233,6 +242,7 @@ fn dispatch(
         "RemoveParticipant" => {
             let req: proto::RoomParticipantIdentity = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let mut hub = lock(&req.room);
             if !hub.remove_participant(
                 &req.room,
                 &req.identity,
@@ -245,6 +255,7 @@ fn dispatch(
         "UpdateParticipant" => {
             let req: proto::UpdateParticipantRequest = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let mut hub = lock(&req.room);
             let info = hub
                 .update_participant(&req)
                 .ok_or_else(|| TwirpError::not_found("participant not found"))?;
@@ -253,6 +264,7 @@ fn dispatch(
         "UpdateRoomMetadata" => {
             let req: proto::UpdateRoomMetadataRequest = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let mut hub = lock(&req.room);
             let room = hub
                 .update_room_metadata(&req.room, &req.metadata)
                 .ok_or_else(|| TwirpError::not_found("room not found"))?;
@@ -261,6 +273,7 @@ fn dispatch(
         "SendData" => {
             let req: proto::SendDataRequest = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let mut hub = lock(&req.room);
             if !hub.send_server_data(&req) {
                 return Err(TwirpError::not_found("room not found"));
             }
@@ -269,6 +282,7 @@ fn dispatch(
         "MutePublishedTrack" => {
             let req: proto::MuteRoomTrackRequest = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let mut hub = lock(&req.room);
             let track = hub
                 .mute_published_track(&req)
                 .ok_or_else(|| TwirpError::not_found("participant or track not found"))?;
@@ -277,6 +291,7 @@ fn dispatch(
         "UpdateSubscriptions" => {
             let req: proto::UpdateSubscriptionsRequest = call.decode()?;
             admin_of(&claims, &req.room)?;
+            let mut hub = lock(&req.room);
             hub.update_subscription(
                 &req.room,
                 &req.identity,

@@ -37,7 +37,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// The token's lifetime (LiveKit's: five minutes).
 const TOKEN_TTL: i64 = 300;
 
-/// The hub's handle: queues events for the sender thread.
+/// The hubs' handle: queues events for the sender thread.
+#[derive(Clone)]
 pub(crate) struct Webhooks {
     tx: SyncSender<proto::WebhookEvent>,
     dropped: Arc<AtomicI32>,

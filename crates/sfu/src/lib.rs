@@ -23,6 +23,7 @@ mod ingress;
 mod rate;
 mod router;
 mod sdp;
+mod shard;
 
 pub use ids::{ParticipantId, PcRole, TrackId};
 pub use ingress::IngressLimit;
@@ -31,6 +32,7 @@ pub use router::{
     RouterConfig, SfuError, Subscribe, TrackKind, TrackLabel,
 };
 pub use sdp::{PublisherOffer, SubscriberAnswer};
+pub use shard::ShardId;
 pub use str0m::net::{Protocol, Transmit};
 
 /// Pays str0m's one-time set-up now: the first peer connection a process builds

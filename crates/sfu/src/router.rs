@@ -17,6 +17,7 @@ use crate::ids::{ParticipantId, PcRole, TrackId};
 use crate::ingress::{Ingress, IngressLimit};
 use crate::rate::RateMeter;
 use crate::sdp::{PublisherOffer, SubscriberAnswer};
+use crate::shard::ShardId;
 
 /// Labels of the data channels the subscriber connection carries; the publisher side uses
 /// whatever the client opened.
@@ -180,6 +181,9 @@ pub struct RouterConfig {
     /// above any real publisher); `None`: unlimited.
     pub ingress_limit: Option<IngressLimit>,
     pub congestion_control: CongestionControl,
+    /// Which of the process's routers this is: the first character of every ICE ufrag it
+    /// hands out says so (see [`ShardId`]).
+    pub shard: ShardId,
 }
 
 /// livekit.yaml's `rtc.congestion_control`.
@@ -214,6 +218,10 @@ struct Pc {
     egress_seen: HashMap<(Mid, Option<Rid>), (u64, u64)>,
     /// Connections that send media: the send-side bandwidth estimate.
     bwe: Option<PcBwe>,
+    /// After a client's ICE restart: the ufrag str0m picked, which its local candidates
+    /// keep, and the router-tagged one that replaced it (see [`ShardId`]); our SDP says
+    /// the latter everywhere.
+    ufrag_alias: Option<(String, String)>,
 }
 
 /// A sending connection's bandwidth estimate and what it was last asked to probe for.
@@ -367,6 +375,7 @@ impl Pc {
         let sends = sends && config.congestion_control.enabled;
         let initial = Bitrate::bps(INITIAL_ESTIMATE);
         let mut rtc = Rtc::builder()
+            .set_local_ice_credentials(config.shard.ice_credentials())
             .set_ice_lite(true)
             .set_stats_interval(Some(STATS_INTERVAL))
             .enable_bwe(sends.then_some(initial))
@@ -395,6 +404,7 @@ impl Pc {
             link: None,
             egress_seen: HashMap::new(),
             bwe: sends.then(PcBwe::new),
+            ufrag_alias: None,
         }
     }
 
@@ -722,11 +732,20 @@ impl Router {
             .publisher
             .get_or_insert_with(|| Pc::new(now, config, sends));
         let answer = pc.rtc.sdp_api().accept_offer(offer)?;
+        if let Some(alias) = config.shard.retag(&mut pc.rtc) {
+            pc.ufrag_alias = Some(alias);
+        }
+        let alias = pc.ufrag_alias.clone();
         // New connection, or an ICE restart that changed our credentials.
         self.by_ufrag.insert(pc.ufrag(), (id, PcRole::Publisher));
         p.offer_requested = false;
         self.drain(id, PcRole::Publisher);
         let mut sdp = answer.to_sdp_string();
+        if let Some((picked, ours)) = alias {
+            // `a=ice-ufrag` and the candidates' `ufrag` extension; 16 random characters
+            // occur nowhere else.
+            sdp = sdp.replace(&picked, &ours);
+        }
         if self
             .participants
             .get(&id)
@@ -1929,7 +1948,7 @@ impl Participant {
 }
 
 /// The local (our) ufrag of a STUN request's `USERNAME` (`ours:theirs`, RFC 8445 §7.2.2).
-fn local_ufrag(bytes: &[u8]) -> Option<&str> {
+pub(crate) fn local_ufrag(bytes: &[u8]) -> Option<&str> {
     if switchyard_stun::classify(bytes) != switchyard_stun::PacketKind::Stun {
         return None;
     }

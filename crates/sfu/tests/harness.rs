@@ -13,8 +13,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
 use switchyard_sfu::{
     CongestionControl, Event, IngressLimit, LayerChoice, ParticipantId, PcMode, PcRole,
-    PublisherOffer, Router, RouterConfig, SfuError, Subscribe, SubscriberAnswer, TrackKind,
-    TrackLabel,
+    PublisherOffer, Router, RouterConfig, SfuError, ShardId, Subscribe, SubscriberAnswer,
+    TrackKind, TrackLabel,
 };
 
 const SFU: &str = "10.0.0.1:7882";
@@ -118,6 +118,10 @@ impl World {
     }
 
     fn with(congestion_control: CongestionControl) -> Self {
+        Self::sharded(congestion_control, ShardId::default())
+    }
+
+    fn sharded(congestion_control: CongestionControl, shard: ShardId) -> Self {
         let now = Instant::now();
         World {
             now,
@@ -127,6 +131,7 @@ impl World {
                     tcp_candidates: Vec::new(),
                     ingress_limit: Some(IngressLimit::default()),
                     congestion_control,
+                    shard,
                 },
                 now,
             ),
@@ -1117,4 +1122,86 @@ fn forwarding_allocates_no_more_than_str0m_needs() {
         per_packet <= 18.5,
         "{per_packet:.2} allocations per forwarded packet (was 18.02)"
     );
+}
+
+/// The first character of every ICE ufrag a router hands out names it (how a media thread
+/// finds the hub of a datagram another thread's socket received), and stays so when the
+/// client restarts ICE: str0m answers a restart with random credentials, the router puts its
+/// tag back, and the connection comes up again on the tagged ones.
+#[test]
+fn ice_credentials_name_the_router_across_a_restart() {
+    let shard = ShardId::new(5).unwrap();
+    let mut w = World::sharded(CongestionControl::default(), shard);
+    let a = w
+        .router
+        .add_participant("room", PcMode::Dual, Subscribe::Never, w.now);
+    w.clients.push(Client::new("10.0.0.2:5000", w.now));
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .expect("an ice-ufrag")
+            .trim()
+            .to_owned()
+    };
+    let mut answers = Vec::new();
+    // A first offer, an ICE restart, then a renegotiation after the restart.
+    for (round, kind) in [MediaKind::Audio, MediaKind::Audio, MediaKind::Video]
+        .into_iter()
+        .enumerate()
+    {
+        let restart = round == 1;
+        let (offer, pending) = {
+            let mut api = w.clients[0].rtc.sdp_api();
+            if restart {
+                api.ice_restart(true);
+            } else {
+                api.add_media(kind, Direction::SendOnly, None, None, None);
+            }
+            api.apply().expect("a change to offer")
+        };
+        let answer = w
+            .router
+            .handle_publisher_offer(a, parse_offer(&offer.to_sdp_string()), w.now)
+            .expect("router answers");
+        w.clients[0]
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        w.clients[0]
+            .rtc
+            .handle_input(Input::Timeout(w.now))
+            .unwrap();
+        w.clients[0].events.clear();
+        w.run(300, Duration::from_millis(1));
+        // ICE checks succeed on our (tagged) credentials: the client reaches Completed, and
+        // a later renegotiation leaves it there.
+        let states: Vec<_> = w.clients[0]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                RtcEvent::IceConnectionStateChange(s) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        let want: &[str0m::IceConnectionState] = match round {
+            2 => &[],
+            _ => &[
+                str0m::IceConnectionState::Checking,
+                str0m::IceConnectionState::Completed,
+            ],
+        };
+        assert_eq!(states, want, "round {round}");
+        // Every ufrag the answer names (the candidates' too) is the tagged one.
+        let u = ufrag(&answer);
+        for line in answer.lines().filter(|l| l.contains("ufrag")) {
+            assert!(line.contains(&u), "{line} in\n{answer}");
+        }
+        answers.push(u);
+    }
+    assert_ne!(answers[0], answers[1], "the restart kept the old ufrag");
+    assert_eq!(answers[1], answers[2]);
+    for u in &answers {
+        assert!(u.starts_with('5'), "ufrag {u} does not name router 5");
+    }
 }

@@ -23,9 +23,10 @@ switchyard livekit — LiveKit-compatible SFU (livekit-server drop-in)
 Usage: switchyard livekit [--config livekit.yaml] [--config-body YAML] [--dev]
                           [--keys \"key: secret\"] [--key-file FILE] [--bind IP]...
                           [--node-ip IP] [--udp-port N] [--port N] [--tcp-port N]
-                          [--check-config]
+                          [--media-threads N] [--check-config]
 Environment (flags win): LIVEKIT_CONFIG_FILE, LIVEKIT_CONFIG (YAML body), LIVEKIT_KEYS,
-LIVEKIT_KEY_FILE, NODE_IP, UDP_PORT. `--check-config` prints the effective configuration
+LIVEKIT_KEY_FILE, NODE_IP, UDP_PORT, SWITCHYARD_MEDIA_THREADS (default: one per core;
+each thread forwards whole rooms). `--check-config` prints the effective configuration
 (secrets redacted) and its warnings, then exits.";
 
 pub(crate) fn main(mut args: Vec<OsString>) -> ExitCode {
@@ -128,6 +129,9 @@ fn settings(c: &LiveKitConfig) -> Settings {
             enabled: c.rtc.congestion_control,
             allow_pause: c.rtc.allow_pause,
         },
+        media_threads: c
+            .media_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
 }
 

@@ -2,8 +2,8 @@
 //! YAML: `--config` (`LIVEKIT_CONFIG_FILE`), `--config-body` (`LIVEKIT_CONFIG`), `--keys`
 //! (`LIVEKIT_KEYS`), `--key-file` (`LIVEKIT_KEY_FILE`), `--dev`, `--bind` (repeatable),
 //! `--node-ip` (`NODE_IP`), `--udp-port` (`UDP_PORT`). Flags win over their environment
-//! variables, which win over the file. Switchyard adds `--port`, `--tcp-port` and the
-//! `--ice-tcp-only` diagnostic.
+//! variables, which win over the file. Switchyard adds `--port`, `--tcp-port`,
+//! `--media-threads` (`SWITCHYARD_MEDIA_THREADS`) and the `--ice-tcp-only` diagnostic.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -25,6 +25,7 @@ struct Flags {
     port: Option<String>,
     tcp_port: Option<String>,
     ice_tcp_only: bool,
+    media_threads: Option<String>,
     turn_cert: Option<String>,
     turn_key: Option<String>,
     ignored: Vec<(String, &'static str)>,
@@ -68,6 +69,7 @@ pub fn load(
             "--port" => f.port = Some(value()?),
             "--tcp-port" => f.tcp_port = Some(value()?),
             "--ice-tcp-only" => f.ice_tcp_only = true,
+            "--media-threads" => f.media_threads = Some(value()?),
             "--disable-strict-config" => {} // switchyard is never strict: unknown keys warn
             "--region" | "--redis-host" | "--redis-password" => {
                 value()?;
@@ -91,6 +93,7 @@ pub fn load(
     f.key_file = from_env(f.key_file, "LIVEKIT_KEY_FILE");
     f.node_ip = from_env(f.node_ip, "NODE_IP");
     f.udp_port = from_env(f.udp_port, "UDP_PORT");
+    f.media_threads = from_env(f.media_threads, "SWITCHYARD_MEDIA_THREADS");
 
     // The YAML: the body if given (livekit-server prefers it), else the file.
     let mut c = match (&f.config_body, &f.config) {
@@ -146,6 +149,9 @@ pub fn load(
         c.rtc.tcp_port = port(v, "--tcp-port", true)?;
     }
     c.ice_tcp_only |= f.ice_tcp_only;
+    if let Some(v) = &f.media_threads {
+        c.media_threads = Some(media_threads(v)?);
+    }
 
     // Development mode, as livekit-server sets it up.
     if c.dev {
@@ -333,6 +339,23 @@ fn ip(s: &str, flag: &str) -> Result<std::net::IpAddr, ConfigError> {
             format!("`{s}` is not an IP address"),
         )
     })
+}
+
+/// The most media threads: each needs its own tag in the ICE ufrag (62 ice-chars).
+const MAX_MEDIA_THREADS: usize = 62;
+
+fn media_threads(s: &str) -> Result<usize, ConfigError> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_MEDIA_THREADS).contains(n))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                &Location::CommandLine,
+                "--media-threads",
+                format!("`{s}` is not a thread count from 1 to {MAX_MEDIA_THREADS}"),
+            )
+        })
 }
 
 fn port(s: &str, flag: &str, zero_ok: bool) -> Result<u16, ConfigError> {

@@ -200,6 +200,9 @@ pub struct LiveKitConfig {
     /// `--ice-tcp-only` (switchyard only): advertise ICE-TCP candidates alone, a diagnostic
     /// for networks that drop UDP.
     pub ice_tcp_only: bool,
+    /// `--media-threads` / `SWITCHYARD_MEDIA_THREADS` (switchyard only): threads forwarding
+    /// media, each carrying whole rooms; `None`: one per core.
+    pub media_threads: Option<usize>,
     /// Accepted but worth telling: unsupported and unknown keys, weak secrets.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -247,6 +250,7 @@ impl Default for LiveKitConfig {
             prometheus_port: None,
             log_level: "info".into(),
             ice_tcp_only: false,
+            media_threads: None,
             warnings: Vec::new(),
         }
     }

@@ -133,10 +133,17 @@ mod tests {
                 tcp_candidates: Vec::new(),
                 ingress_limit: None,
                 congestion_control: Default::default(),
+                shard: Default::default(),
             },
             Instant::now(),
         );
-        Hub::new(Arc::new(settings), Arc::new(socket), router)
+        Hub::new(
+            Arc::new(settings),
+            Arc::new(socket),
+            router,
+            None,
+            Arc::default(),
+        )
     }
 
     /// Claims of a token signed with the second key that expired a minute ago.
