@@ -35,7 +35,7 @@ pub struct Server {
     pub udp_addr: SocketAddr,
 }
 
-/// Binds the HTTP listener and the UDP socket, starts the media thread and serves HTTP on
+/// Binds the HTTP listener and the UDP sockets, starts the media threads and serves HTTP on
 /// the current tokio runtime until the process ends.
 pub async fn serve(
     settings: Settings,

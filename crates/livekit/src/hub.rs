@@ -2,8 +2,8 @@
 //! `TrackInfo` and the Twirp API report, and the glue that turns router events into
 //! signalling messages.
 //!
-//! One `Hub` sits behind a mutex shared by the WebSocket sessions, the Twirp handlers and
-//! the UDP thread. Every method that touches the router ends with [`Hub::flush`], which sends
+//! Each `Hub` holds some of the rooms (see [`crate::shards`]) and sits behind a mutex
+//! shared by those rooms' WebSocket sessions, the Twirp handlers and its media thread. Every method that touches the router ends with [`Hub::flush`], which sends
 //! what the router wants sent and acts on its events, so nothing waits for the UDP thread.
 
 // Deprecated protocol fields (TrackInfo.layers/simulcast, UserPacket.participant_*) are
@@ -98,11 +98,11 @@ pub(crate) struct Hub {
     pub(crate) rooms: HashMap<String, Room>,
     by_router: HashMap<ParticipantId, (String, String)>,
     next_session: u64,
-    /// ICE-TCP datagrams for the media thread, which owns the TCP connections.
+    /// ICE-TCP datagrams for the first media thread, which owns the TCP connections.
     tcp_out: Vec<Transmit>,
     /// `webhook:` configured: lifecycle events go out from here.
     webhooks: Option<Webhooks>,
-    /// Media counters for `/metrics`, added to by the media thread.
+    /// Media counters for `/metrics`, shared by every hub and added to by the media threads.
     pub(crate) counters: Arc<switchyard_telemetry::livekit::SfuCounters>,
 }
 

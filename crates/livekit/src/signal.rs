@@ -288,8 +288,8 @@ async fn handle(
     ws: &mut WebSocket,
 ) -> Flow {
     use signal_request::Message as M;
-    // Client SDP is parsed before the hub lock is taken: str0m needs about 10 ms for a
-    // ten-person call's answer, and the media thread waits on this lock.
+    // Client SDP is parsed before the hub lock is taken: str0m needs 3–4 ms for a
+    // ten-person call's answer, and the hub's media thread waits on this lock.
     let offer = match &req {
         M::Offer(sd) => Some(PublisherOffer::parse(&sd.sdp)),
         _ => None,
