@@ -75,12 +75,12 @@ struct Owner {
     seen: Instant,
 }
 
-/// An address no check refreshed for this long is forgotten; its next datagram asks every
-/// hub again.
+/// An address no check refreshed for this long is forgotten (its next check names its hub
+/// again).
 const OWNER_TTL: Duration = Duration::from_secs(120);
 /// At most this many addresses are remembered per thread (a flood of checks from spoofed
-/// addresses must not grow the table without bound); beyond it, lookups fall back to asking
-/// every hub.
+/// addresses must not grow the table without bound); beyond it, lookups fall back to
+/// [`ask_every_hub`].
 const MAX_OWNERS: usize = 1 << 16;
 
 impl Owners {
@@ -117,6 +117,34 @@ impl Owners {
         self.by_source
             .retain(|_, o| now.saturating_duration_since(o.seen) < OWNER_TTL);
     }
+}
+
+/// How many datagrams per second one thread may offer to every hub (see [`ask_every_hub`]).
+/// Live clients never need it (their consent checks keep their address known), so this
+/// only bounds what a flood from unknown addresses can make a thread do in others' hubs.
+const FALLBACKS_PER_SEC: u32 = 1000;
+
+/// The budget for [`FALLBACKS_PER_SEC`].
+struct Fallbacks {
+    since: Instant,
+    used: u32,
+}
+
+impl Fallbacks {
+    fn allow(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.since) >= Duration::from_secs(1) {
+            self.since = now;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= FALLBACKS_PER_SEC
+    }
+}
+
+/// DTLS, RTP or RTCP (RFC 7983's first-byte ranges): what a connection sends once ICE is
+/// up, so what can belong to a hub without naming it.
+fn after_ice(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(20..=63 | 128..=191))
 }
 
 /// The hub a STUN check's ufrag names, if it is one of the `hubs` (a ufrag from before a
@@ -172,6 +200,10 @@ pub(crate) fn run(
     let mut route = [(0usize, false); switchyard_netio::BATCH];
     let single = shards.len() == 1;
     let mut inbox = Inbox::default();
+    let mut fallbacks = Fallbacks {
+        since: Instant::now(),
+        used: 0,
+    };
     loop {
         let wait = {
             let h = hub.lock().expect("hub lock");
@@ -302,6 +334,7 @@ pub(crate) fn run(
                     udp_port,
                     now,
                     &mut owners,
+                    &mut fallbacks,
                     &mut out,
                     &mut limited,
                 );
@@ -343,9 +376,10 @@ pub(crate) fn run(
 }
 
 /// Datagrams from addresses no hub was known for and that this thread's hub did not claim:
-/// offered to every other hub in turn, under its lock (a client whose checks this thread
-/// never saw, or whose entry expired: rare, so the lock is not worth avoiding). Returns how
-/// many no hub claimed.
+/// DTLS and media are offered to every other hub in turn, under its lock (a client whose
+/// checks this thread never saw, or whose entry expired: rare, so the lock is not worth
+/// avoiding, and [`FALLBACKS_PER_SEC`] keeps it rare under a flood). STUN always names its
+/// hub, so a STUN check no hub took is no hub's. Returns how many no hub claimed.
 #[allow(clippy::too_many_arguments)]
 fn ask_every_hub(
     shards: &Shards,
@@ -357,6 +391,7 @@ fn ask_every_hub(
     udp_port: u16,
     now: Instant,
     owners: &mut Owners,
+    budget: &mut Fallbacks,
     out: &mut Vec<Transmit>,
     limited: &mut u64,
 ) -> u64 {
@@ -368,7 +403,8 @@ fn ask_every_hub(
         }
         let destination = local.for_peer(&meta.source, udp_port);
         let mut claimed = false;
-        for shard in (0..shards.len()).filter(|&s| s != r.0) {
+        let others = after_ice(rx.payload(i)) && budget.allow(now);
+        for shard in (0..shards.len()).filter(|&s| others && s != r.0) {
             let mut h = shards.hub(shard).lock().expect("hub lock");
             if h.router().handle_datagram(
                 now,
