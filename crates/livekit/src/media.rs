@@ -576,3 +576,35 @@ fn write_tcp(peer: &SocketAddr, c: &mut TcpConn) -> bool {
     }
     c.wbuf.len() <= MAX_TCP_BACKLOG
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dtls_and_media_can_belong_to_an_unnamed_hub() {
+        // RFC 7983: STUN 0-3, DTLS 20-63, RTP/RTCP 128-191.
+        for first in [0u8, 1, 3, 16, 64, 127, 192, 255] {
+            assert!(!after_ice(&[first, 0, 0, 0]), "{first}");
+        }
+        for first in [20u8, 22, 63, 128, 0x80, 191] {
+            assert!(after_ice(&[first, 0, 0, 0]), "{first}");
+        }
+        assert!(!after_ice(&[]));
+    }
+
+    #[test]
+    fn fallbacks_are_budgeted_per_second() {
+        let start = Instant::now();
+        let mut f = Fallbacks {
+            since: start,
+            used: 0,
+        };
+        let allowed = (0..FALLBACKS_PER_SEC + 500)
+            .filter(|_| f.allow(start + Duration::from_millis(10)))
+            .count();
+        assert_eq!(allowed, FALLBACKS_PER_SEC as usize);
+        assert!(!f.allow(start + Duration::from_millis(999)));
+        assert!(f.allow(start + Duration::from_secs(1)));
+    }
+}
