@@ -518,3 +518,112 @@ fn calls_spread_over_media_threads() {
         "{during}"
     );
 }
+
+/// Junk from unknown addresses at the media port (RTP-looking datagrams from 64 source
+/// ports, and STUN checks naming no connection) while a call runs on a two-thread server:
+/// every junk datagram is dropped as unclaimed, the call loses nothing, and the server
+/// lives. The RTP-looking half is what a thread may offer to the other thread's hub when
+/// it cannot tell whose it is; that is budgeted, so a flood cannot make one thread lock
+/// another's rooms for every datagram.
+#[test]
+fn junk_at_the_media_port_harms_no_call() {
+    let p = switchyard_tests::ports::allocate();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], p.relay_min));
+    let mut server = need!(LivekitServer::start(&[
+        "--media-threads",
+        "2",
+        "--config-body",
+        &format!("prometheus:\n  port: {}\n", p.relay_min),
+    ]));
+    let unclaimed = || {
+        let text = switchyard_tests::metrics::scrape(metrics);
+        switchyard_tests::metrics::sample(
+            &text,
+            "switchyard_sfu_dropped_packets_total{reason=\"unclaimed\"}",
+        )
+        .unwrap_or_else(|| panic!("no unclaimed drop counter in:\n{text}"))
+    };
+    let before = unclaimed();
+    let media = std::net::SocketAddr::from(([127, 0, 0, 1], server.udp_port));
+    let (done, sent) = std::thread::scope(|s| {
+        let call = s.spawn(|| {
+            loadgen(
+                &server,
+                "loadgen-junk",
+                &[
+                    "--api-secret",
+                    API_SECRET,
+                    "--publishers",
+                    "1",
+                    "--subscribers",
+                    "2",
+                    "--video-kbps",
+                    "300",
+                    "--duration",
+                    "4",
+                    "--kv",
+                ],
+            )
+        });
+        // Once the call is up: from 64 sockets, a round of 400 datagrams every 100 ms for
+        // 2.5 s (about 4,000 datagrams/s, above the 1,000/s a thread may offer to other
+        // hubs), half RTP-looking, half STUN Binding requests naming no router's ufrag.
+        std::thread::sleep(Duration::from_millis(1000));
+        let sockets: Vec<std::net::UdpSocket> = (0..64)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let mut rtp = [0u8; 200];
+        rtp[0] = 0x80;
+        rtp[1] = 96;
+        let stun = stun_check_for("zzzzzzzzzzzzzzzz");
+        let mut sent = 0u64;
+        for round in 0..25 {
+            for i in 0..400 {
+                let sock = &sockets[(round * 400 + i) % sockets.len()];
+                rtp[2..4].copy_from_slice(&(sent as u16).to_be_bytes());
+                let d: &[u8] = if i % 2 == 0 { &rtp } else { &stun };
+                if sock.send_to(d, media).is_ok() {
+                    sent += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (call.join().unwrap(), sent)
+    });
+    let dropped = unclaimed() - before;
+    let context = format!(
+        "exit {:?}, {sent} junk sent, {dropped} dropped as unclaimed\n---- loadgen ----\n{}\n---- server ----\n{}",
+        done.status,
+        tail(&done.output, 20),
+        server.log_tail(30)
+    );
+    assert!(done.success(), "loadgen failed: {context}");
+    eprintln!("{sent} junk datagrams sent, {dropped} dropped as unclaimed");
+    let kv = kv(&done.output);
+    assert_eq!(num(&kv, "connected"), 3.0, "{context}");
+    assert!(num(&kv, "loss_pct") < 1.0, "{context}");
+    assert!(num(&kv, "fwd_pps") > 150.0, "{context}");
+    // Every junk datagram the kernel delivered was counted and dropped.
+    assert!(
+        dropped >= sent as f64 * 0.9 && dropped <= sent as f64 + 100.0,
+        "{context}"
+    );
+    server.assert_alive();
+}
+
+/// A STUN Binding request whose USERNAME is `ufrag:theirs` (RFC 8445 §7.2.2), unsigned.
+fn stun_check_for(ufrag: &str) -> Vec<u8> {
+    let user = format!("{ufrag}:theirs");
+    let pad = (4 - user.len() % 4) % 4;
+    let attr_len = 4 + user.len() + pad;
+    let mut m = Vec::with_capacity(20 + attr_len);
+    m.extend_from_slice(&0x0001u16.to_be_bytes());
+    m.extend_from_slice(&(attr_len as u16).to_be_bytes());
+    m.extend_from_slice(&0x2112_A442u32.to_be_bytes());
+    m.extend_from_slice(&[7; 12]);
+    m.extend_from_slice(&0x0006u16.to_be_bytes());
+    m.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    m.extend_from_slice(user.as_bytes());
+    m.extend(std::iter::repeat_n(0, pad));
+    m
+}
