@@ -437,6 +437,26 @@ fn stalled_subscribers_harm_no_one() {
     server.assert_alive();
 }
 
+/// A small call for 4 s: one publisher (audio + 300 kbit/s video) and two subscribers,
+/// with the `--kv` summary.
+fn small_call(server: &LivekitServer, name: &str, extra: &[&str]) -> Finished {
+    let mut args = vec![
+        "--api-secret",
+        API_SECRET,
+        "--publishers",
+        "1",
+        "--subscribers",
+        "2",
+        "--video-kbps",
+        "300",
+        "--duration",
+        "4",
+        "--kv",
+    ];
+    args.extend_from_slice(extra);
+    loadgen(server, name, &args)
+}
+
 /// `--media-threads 3`: three calls at once land on three media threads (each its own hub
 /// and socket on the one UDP port), and every call's media arrives whole. The kernel spreads
 /// clients over the threads' sockets by address, so most datagrams reach a thread whose
@@ -457,27 +477,7 @@ fn calls_spread_over_media_threads() {
             .iter()
             .map(|room| {
                 let server = &server;
-                s.spawn(move || {
-                    loadgen(
-                        server,
-                        room,
-                        &[
-                            "--api-secret",
-                            API_SECRET,
-                            "--publishers",
-                            "1",
-                            "--subscribers",
-                            "2",
-                            "--video-kbps",
-                            "300",
-                            "--duration",
-                            "4",
-                            "--room",
-                            room,
-                            "--kv",
-                        ],
-                    )
-                })
+                s.spawn(move || small_call(server, room, &["--room", room]))
             })
             .collect();
         std::thread::sleep(Duration::from_millis(2500));
@@ -546,25 +546,7 @@ fn junk_at_the_media_port_harms_no_call() {
     let before = unclaimed();
     let media = std::net::SocketAddr::from(([127, 0, 0, 1], server.udp_port));
     let (done, sent) = std::thread::scope(|s| {
-        let call = s.spawn(|| {
-            loadgen(
-                &server,
-                "loadgen-junk",
-                &[
-                    "--api-secret",
-                    API_SECRET,
-                    "--publishers",
-                    "1",
-                    "--subscribers",
-                    "2",
-                    "--video-kbps",
-                    "300",
-                    "--duration",
-                    "4",
-                    "--kv",
-                ],
-            )
-        });
+        let call = s.spawn(|| small_call(&server, "loadgen-junk", &[]));
         // Once the call is up: from 64 sockets, a round of 400 datagrams every 100 ms for
         // 2.5 s (about 4,000 datagrams/s, above the 1,000/s a thread may offer to other
         // hubs), half RTP-looking, half STUN Binding requests naming no router's ufrag.
