@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use switchyard_netio::{RecvBatch, SendBatch};
 use switchyard_sfu::{Protocol, ShardId, Transmit};
 use switchyard_telemetry::livekit::SfuCounters;
 
+use crate::hub::Hub;
 use crate::shards::{Inbox, Shards};
 
 /// Upper bound on how long the thread sleeps in `recv_from`, so timers armed by signalling
@@ -220,23 +221,7 @@ pub(crate) fn run(
         if !single {
             shards.take_inbox(me, &mut inbox);
             if !inbox.is_empty() {
-                let now = Instant::now();
-                let mut unclaimed = 0;
-                let limited = {
-                    let mut h = hub.lock().expect("hub lock");
-                    for (d, datagram) in inbox.iter() {
-                        let router = h.router();
-                        if !router.handle_datagram(now, d.proto, d.source, d.destination, datagram)
-                        {
-                            unclaimed += 1;
-                        }
-                    }
-                    h.flush_into(&mut out);
-                    h.router().take_ingress_dropped()
-                };
-                // The receiving thread counted them in.
-                counters.received(0, 0, unclaimed);
-                counters.ingress_limited(limited);
+                handle_handed(&hub, &inbox, &mut out, &counters);
                 send_all(&socket, &mut out, &counters);
             }
         }
@@ -364,14 +349,39 @@ pub(crate) fn run(
             }
             continue;
         }
-        for t in tcp_out.into_iter().chain(shards.take_tcp()) {
-            if let Some(c) = conns.get_mut(&t.destination) {
-                let len = u16::try_from(t.contents.len()).unwrap_or(u16::MAX);
-                c.wbuf.extend_from_slice(&len.to_be_bytes());
-                c.wbuf.extend_from_slice(&t.contents[..usize::from(len)]);
+        frame_tcp(&mut conns, tcp_out.into_iter().chain(shards.take_tcp()));
+        conns.retain(write_tcp);
+    }
+}
+
+/// Runs what other threads handed over through this thread's hub (one lock for all).
+fn handle_handed(hub: &Mutex<Hub>, inbox: &Inbox, out: &mut Vec<Transmit>, counters: &SfuCounters) {
+    let now = Instant::now();
+    let mut unclaimed = 0;
+    let limited = {
+        let mut h = hub.lock().expect("hub lock");
+        for (d, datagram) in inbox.iter() {
+            let router = h.router();
+            if !router.handle_datagram(now, d.proto, d.source, d.destination, datagram) {
+                unclaimed += 1;
             }
         }
-        conns.retain(write_tcp);
+        h.flush_into(out);
+        h.router().take_ingress_dropped()
+    };
+    // The receiving thread counted them in.
+    counters.received(0, 0, unclaimed);
+    counters.ingress_limited(limited);
+}
+
+/// Queues ICE-TCP datagrams on their connections, each framed with its 2-byte length.
+fn frame_tcp(conns: &mut HashMap<SocketAddr, TcpConn>, out: impl Iterator<Item = Transmit>) {
+    for t in out {
+        if let Some(c) = conns.get_mut(&t.destination) {
+            let len = u16::try_from(t.contents.len()).unwrap_or(u16::MAX);
+            c.wbuf.extend_from_slice(&len.to_be_bytes());
+            c.wbuf.extend_from_slice(&t.contents[..usize::from(len)]);
+        }
     }
 }
 
