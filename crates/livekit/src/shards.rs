@@ -211,18 +211,7 @@ impl Shards {
     pub(crate) fn gauges(&self) -> switchyard_telemetry::livekit::SfuGauges {
         let mut sum = switchyard_telemetry::livekit::SfuGauges::default();
         for hub in &self.hubs {
-            let g = hub.lock().expect("hub lock").gauges();
-            sum.rooms += g.rooms;
-            sum.participants += g.participants;
-            sum.audio_tracks += g.audio_tracks;
-            sum.video_tracks += g.video_tracks;
-            sum.subscriptions += g.subscriptions;
-            sum.nacks_in += g.nacks_in;
-            sum.plis_in += g.plis_in;
-            sum.plis_out += g.plis_out;
-            sum.estimated += g.estimated;
-            sum.estimate_bps += g.estimate_bps;
-            sum.paused_tracks += g.paused_tracks;
+            sum += hub.lock().expect("hub lock").gauges();
         }
         sum
     }

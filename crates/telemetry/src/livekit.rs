@@ -68,6 +68,37 @@ pub struct SfuGauges {
     pub paused_tracks: u64,
 }
 
+/// Gauges of several parts (the SFU's media threads) add up to the server's. Every field is
+/// named, so a new gauge cannot be left out of the sum.
+impl std::ops::AddAssign for SfuGauges {
+    fn add_assign(&mut self, other: SfuGauges) {
+        let SfuGauges {
+            rooms,
+            participants,
+            audio_tracks,
+            video_tracks,
+            subscriptions,
+            nacks_in,
+            plis_in,
+            plis_out,
+            estimated,
+            estimate_bps,
+            paused_tracks,
+        } = other;
+        self.rooms += rooms;
+        self.participants += participants;
+        self.audio_tracks += audio_tracks;
+        self.video_tracks += video_tracks;
+        self.subscriptions += subscriptions;
+        self.nacks_in += nacks_in;
+        self.plis_in += plis_in;
+        self.plis_out += plis_out;
+        self.estimated += estimated;
+        self.estimate_bps += estimate_bps;
+        self.paused_tracks += paused_tracks;
+    }
+}
+
 type GaugeSource = Box<dyn Fn() -> SfuGauges + Send + Sync>;
 
 /// Encodes the counters and a fresh read of the gauges on every scrape.
